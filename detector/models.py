@@ -155,7 +155,8 @@ def _cfg(input_size: tuple[int, int, int], mean: tuple[float, ...], std: tuple[f
 # config resolution (``timm.data.resolve_data_config``) agrees with the app.
 default_cfgs = generate_default_cfgs({
     "custom_cnn.untrained": _cfg((3, 160, 160), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), first_conv="highpass"),
-    "vggface16.untrained": _cfg((3, 112, 112), (0.5066, 0.4108, 0.3670), (0.25, 0.25, 0.25),
+    "vggface16.untrained": _cfg((3, 112, 112), (129.186279296875 / 255, 104.76238250732422 / 255, 93.59396362304688 / 255),
+                                (0.25, 0.25, 0.25),
                                 first_conv="features.conv1_1"),
 })
 

@@ -226,18 +226,9 @@ def _cascades() -> list:
     return _CASCADES
 
 
-def detect_faces(rgb: np.ndarray, max_side: int = 640) -> list[tuple[int, int, int, int]]:
-    """All face boxes (x, y, w, h), largest first, found by OpenCV's Haar cascades.
-
-    The image is padded by 25% with grey first: in tight face crops the face touches the
-    border and the cascade misses it (on dfdc val, found rate 28% -> 79% with padding).
-    Boxes may therefore extend past the image; :func:`crop_face` pads as needed.
-    """
+def _haar(rgb: np.ndarray, max_side: int) -> list[tuple[int, int, int, int]]:
     import cv2
 
-    h, w = rgb.shape[:2]
-    p = int(round(FACE_DETECT_PAD * max(h, w)))
-    rgb = cv2.copyMakeBorder(rgb, p, p, p, p, cv2.BORDER_CONSTANT, value=(127, 127, 127))
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -245,13 +236,28 @@ def detect_faces(rgb: np.ndarray, max_side: int = 640) -> list[tuple[int, int, i
         gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     gray = cv2.equalizeHist(gray)
     min_size = max(20, int(min(gray.shape) * 0.08))
-    faces: list = []
     for cascade in _cascades():
         found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
         if len(found):
-            faces = [(int(round(x / scale)) - p, int(round(y / scale)) - p, int(round(bw / scale)), int(round(bh / scale)))
-                     for x, y, bw, bh in found]
-            break
+            return [tuple(int(round(v / scale)) for v in f) for f in found]
+    return []
+
+
+def detect_faces(rgb: np.ndarray, max_side: int = 640) -> list[tuple[int, int, int, int]]:
+    """All face boxes (x, y, w, h), largest first, found by OpenCV's Haar cascades.
+
+    If nothing is found, detection is retried on the image padded by 25% with grey: in
+    tight face crops the face touches the border and the cascade misses it (dfdc val:
+    found rate 28% -> 79%, see README). Boxes may then extend past the image;
+    :func:`crop_face` pads as needed.
+    """
+    import cv2
+
+    faces = _haar(rgb, max_side)
+    if not faces:
+        p = int(round(FACE_DETECT_PAD * max(rgb.shape[:2])))
+        padded = cv2.copyMakeBorder(rgb, p, p, p, p, cv2.BORDER_CONSTANT, value=(127, 127, 127))
+        faces = [(x - p, y - p, bw, bh) for x, y, bw, bh in _haar(padded, max_side)]
     return sorted(faces, key=lambda b: b[2] * b[3], reverse=True)
 
 

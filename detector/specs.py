@@ -65,7 +65,7 @@ SPECS: dict[str, ModelSpec] = {
             input_size=112,
             # VGG-Face's own RGB mean (129.19, 104.76, 93.59)/255. The converter folds
             # VGG-Face's unit std on the 0-255 scale into conv1_1, so any std works here.
-            mean=(0.5066, 0.4108, 0.3670),
+            mean=(129.186279296875 / 255, 104.76238250732422 / 255, 93.59396362304688 / 255),
             std=(0.25, 0.25, 0.25),
             gradcam_layer="features.relu5_3",
             description="VGG-16 convolutional stack of VGG-Face with a compact head.",

@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/deepfake-faces"))
     ap.add_argument("--out", default=None, help="checkpoint folder (default: checkpoints/NAME)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/resume/")
+    ap.add_argument("--init", default=None,
+                    help="start from this checkpoint folder (e.g. VGG-Face weights from detector.vggface_convert)")
     args = ap.parse_args(argv)
 
     import timm
@@ -202,7 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     ds = _TrainSet(xtr, ytr, spec, args.seed)
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
                                          drop_last=True, persistent_workers=args.workers > 0)
-    model = timm.create_model(spec.architecture, num_classes=spec.num_classes).to(device)
+    if args.init:
+        from .weights import load_checkpoint_dir
+
+        model, _ = load_checkpoint_dir(args.init, spec, device)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if spec.architecture == "custom_cnn":
+            model.highpass.weight.requires_grad_(False)
+    else:
+        model = timm.create_model(spec.architecture, num_classes=spec.num_classes).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]

@@ -204,7 +204,8 @@ def _hub_snapshot(repo: str, timeout: float) -> Path:
     """Download (or take from the local HF cache) the repo's config + safetensors."""
     from huggingface_hub import snapshot_download
 
-    fut = _hub_pool.submit(snapshot_download, repo_id=repo, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, "README.md"])
+    fut = _hub_pool.submit(snapshot_download, repo_id=repo, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE, "README.md"],
+                           cache_dir=os.environ.get("HF_HUB_CACHE") or None)
     try:
         return Path(fut.result(timeout=timeout))
     except FutureTimeout:

@@ -1,0 +1,123 @@
+"""Write a checkpoint's model card: ``python -m detector.card NAME``.
+
+Reads ``checkpoints/NAME/config.json`` (training command, hyperparameters, time,
+hardware, calibration), ``metrics.json`` (written by ``python -m detector.evaluate
+--model NAME --data DIR --split test --save``) and ``train_log.jsonl``, and writes
+``checkpoints/NAME/README.md``. Every number in the card comes from those files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .specs import get_spec
+
+LIMITS = """\
+- Trained from scratch on a small, CPU-sized budget; see the numbers above before trusting a verdict.
+- Only two kinds of fakes were seen in training: StyleGAN faces (gan140k) and DFDC face swaps. Other generators
+  (diffusion models, newer GANs, other swap methods), heavy filters, screenshots and re-encoded social-media
+  copies may be scored wrongly with high confidence.
+- The dataset images are face crops; a full photo is first cropped by a Haar face detector, whose framing only
+  approximates the training crops.
+- A detector's score is evidence, not proof. Do not use it as the only basis for a decision about a person.
+"""
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4f}"
+
+
+def render_card(name: str) -> str:
+    """The model card text for detector ``name``."""
+    spec = get_spec(name)
+    d = spec.local_dir
+    cfg = json.loads((d / "config.json").read_text())
+    tr = cfg.get("training", {})
+    metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").is_file() else None
+    log = [json.loads(x) for x in (d / "train_log.jsonl").read_text().splitlines()] if (
+        d / "train_log.jsonl").is_file() else []
+    lines = [
+        "---", "license: cc-by-nc-sa-4.0", "library_name: timm", "tags: [image-classification, deepfake-detection, timm]",
+        "datasets: [140k-real-and-fake-faces, deepfake-detection-challenge]", "---", "",
+        f"# {spec.display_name} deepfake face detector (`{name}`)", "",
+        f"{spec.description} timm architecture `{spec.architecture}`, input {spec.input_size}x{spec.input_size}, "
+        f"mean {tuple(round(m, 4) for m in spec.mean)}, std {spec.std}, labels {list(spec.label_names)} "
+        "(index 1 = fake). Preprocessing: face crop (Haar), CLAHE on L of LAB, resize, normalise "
+        "(`detector.preprocess`).", "",
+        "Load it with the project's loader (`detector.weights.load_model`) or, after `import detector.models`, "
+        f"with plain timm: `timm.create_model('local-dir:checkpoints/{name}', pretrained=True)`.", "",
+        "## Data", "",
+        "`../shared/datasets/faces` with its fixed `index.csv` split (groups never cross splits):",
+        "- `gan140k`: 2,200-image subset of Kaggle's \"140k Real and Fake Faces\" (reals: NVIDIA FFHQ, "
+        "CC BY-NC-SA 4.0; fakes: StyleGAN \"1 Million Fake Faces\").",
+        "- `dfdc`: one 224x224 face crop per training video of the Deepfake Detection Challenge (Kaggle "
+        "\"deepfake-faces\"), released for research; non-commercial terms apply.",
+        f"- Training used the `train` split ({tr.get('train_images', '?')} images) with source-balanced sampling; "
+        f"checkpoint selection and temperature scaling used `val` ({tr.get('val_images', '?')} images); "
+        "`test` was scored once, for this card.", "",
+        "## Initialisation", "",
+        "From scratch (random init). No ImageNet or VGG-Face weights are reachable on the training machines.",
+    ]
+    if name == "vggface16":
+        lines.append("With the original VGG-Face weights (`vgg_face_dag.pth`), start from them with "
+                     "`python -m detector.vggface_convert vgg_face_dag.pth --out checkpoints/vggface16_init` and "
+                     "`python -m detector.train --model vggface16 --init checkpoints/vggface16_init --data DIR`.")
+    elif name == "densenet121":
+        lines.append("With ImageNet weights available, load timm's `densenet121` pretrained weights into the model "
+                     "before training (`timm.create_model('densenet121', pretrained=True, num_classes=2)`, saved with "
+                     "`detector.weights.save_checkpoint`) and pass that folder to `detector.train --init`.")
+    lines += ["", "## Training", "", f"Command: `{tr.get('command', '?')}`", "",
+              "| setting | value |", "|---|---|"]
+    for k in ("epochs", "samples_per_epoch", "batch_size", "lr", "weight_decay", "seed", "amp_bf16", "sources"):
+        lines.append(f"| {k} | {tr.get(k)} |")
+    lines += [f"| optimiser | AdamW, cosine schedule with 5% warm-up |",
+              f"| augmentation | flip, rotation <=10 deg, shear <=0.1, JPEG q60-95 (p=0.3), blur (p=0.2), "
+              "down/up-scaling (p=0.2), colour jitter (p=0.5); label-independent |",
+              f"| best epoch (val mean per-source AUC) | {cfg.get('best_epoch')} |",
+              f"| temperature (fitted on val) | {cfg.get('temperature', 1.0):.4f} |",
+              f"| hardware | {tr.get('hardware')} ({tr.get('device')}) |",
+              f"| training time | {tr.get('train_seconds', 0) / 60:.1f} min (including data caching and validation) |",
+              ""]
+    if tr.get("val"):
+        v = tr["val"]
+        lines += [f"Calibration on val: ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}, "
+                  f"log loss {v['log_loss_before']:.4f} -> {v['log_loss_after']:.4f}.", ""]
+    if log:
+        lines += ["Per-epoch log (`train_log.jsonl`):", "", "| epoch | train loss | val loss | val AUC gan140k | "
+                  "val AUC dfdc |", "|---|---|---|---|---|"]
+        for r in log:
+            lines.append(f"| {r['epoch']} | {r['train_loss']:.4f} | {r['val_loss']:.4f} | "
+                         f"{r.get('val_auc_gan140k', float('nan')):.4f} | {r.get('val_auc_dfdc', float('nan')):.4f} |")
+        lines.append("")
+    lines += ["## Test metrics", ""]
+    if metrics:
+        lines += [f"Measured with `python -m detector.evaluate --model {name} --data ../shared/datasets/faces "
+                  "--split test --save` (whole image, as the dataset images are face crops; threshold 0.5 on "
+                  "calibrated p_fake). `.ci/run` re-runs it and fails if an AUC drops by more than 0.01.", "",
+                  "| source | n | ROC AUC | accuracy | precision | recall | F1 | log loss | ECE | confusion "
+                  "[[TN, FP], [FN, TP]] |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for src, m in list(metrics["per_source"].items()) + [("pooled", metrics["pooled"])]:
+            lines.append(f"| {src} | {m['n']} | {_fmt(m['roc_auc'])} | {_fmt(m['accuracy'])} | {_fmt(m['precision'])} "
+                         f"| {_fmt(m['recall'])} | {_fmt(m['f1'])} | {_fmt(m['log_loss'])} | {_fmt(m['ece'])} | "
+                         f"{m['confusion']} |")
+    else:
+        lines.append("Not evaluated yet.")
+    lines += ["", "## Known limits", "", LIMITS]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m detector.card", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="+")
+    args = ap.parse_args(argv)
+    for name in args.names:
+        path = get_spec(name).local_dir / "README.md"
+        path.write_text(render_card(name))
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
