@@ -1,0 +1,213 @@
+"""Explainer base class, the :class:`Attribution` result and the method registry.
+
+Every method lives in its own module and subclasses :class:`Explainer`, implementing
+``_explain``. The base class does what all methods share: it checks that the optional
+library is importable (else :class:`ExplainerUnavailable`), merges parameters with the
+method's defaults, picks the target (argmax) when none is given, runs with gradients
+enabled and the model in eval mode (restoring its mode afterwards), times the call and
+turns the raw result into a float32 ``(H, W)`` map.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from detector.errors import DetectorError
+
+__all__ = ["Attribution", "Explainer", "ExplainerUnavailable", "RawAttribution", "register", "get_explainer",
+           "list_explainers", "explain", "METHOD_ORDER", "norm_stats", "resolve_module"]
+
+#: Display order of the methods (the panel computes cheap ones first, see ``explainers.panel``).
+METHOD_ORDER: list[str] = ["shap", "lime", "saliency", "lrp", "integrated_gradients", "gradcam"]
+
+#: pip names for import names that differ.
+_PIP_NAMES = {"skimage": "scikit-image", "sklearn": "scikit-learn"}
+
+#: Normalisation assumed when no spec is given (tiny test models).
+DEFAULT_MEAN = (0.5, 0.5, 0.5)
+DEFAULT_STD = (0.25, 0.25, 0.25)
+
+
+class ExplainerUnavailable(DetectorError):
+    """An explanation method cannot run because an optional package is missing."""
+
+    code = "explainer_unavailable"
+
+
+@dataclass
+class Attribution:
+    """One attribution map and how it was made."""
+
+    method: str
+    map: np.ndarray  #: float32 (H, W); positive = evidence FOR ``target``
+    target: int
+    params: dict
+    runtime_s: float
+    notes: list[str] = field(default_factory=list)
+    signed: bool = True  #: False for inherently non-negative maps (saliency, ReLU'd Grad-CAM)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class RawAttribution:
+    """What a method's ``_explain`` returns; the base class turns it into an :class:`Attribution`."""
+
+    map: Any  #: torch.Tensor or np.ndarray, (H, W) after squeezing leading singleton dims
+    signed: bool = True
+    notes: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+def _importable(name: str) -> bool:
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def norm_stats(spec) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of the input normalisation: the spec's, else mean 0.5 / std 0.25."""
+    if spec is None:
+        return DEFAULT_MEAN, DEFAULT_STD
+    return tuple(spec.mean), tuple(spec.std)
+
+
+def resolve_module(model, path: str):
+    """The sub-module at dotted ``path`` (e.g. ``features.relu4_2``); ``ValueError`` if absent."""
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        raise ValueError(f"the model has no layer {path!r}") from None
+
+
+@contextlib.contextmanager
+def _autograd_ready(model) -> Iterator[None]:
+    """Gradients on (even inside ``no_grad``/``inference_mode``), model in eval mode; both restored."""
+    import torch
+
+    was_training = model.training
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            model.eval()
+            yield
+    finally:
+        model.train(was_training)
+
+
+class Explainer:
+    """Base class of all explanation methods; see the module docstring."""
+
+    name: str = ""
+    display_name: str = ""
+    meaning: str = ""  #: one sentence for end users: what the map shows
+    default_params: dict = {}  #: our fast defaults
+    library_defaults: dict = {}  #: the library's documented defaults (used by the benchmark)
+    requires: tuple[str, ...] = ()  #: import names of optional packages
+
+    def missing(self) -> list[str]:
+        """Import names in ``requires`` that cannot be imported."""
+        return [r for r in self.requires if not _importable(r)]
+
+    def available(self) -> bool:
+        """True when every package in ``requires`` is importable (nothing is imported)."""
+        return not self.missing()
+
+    def check_available(self) -> None:
+        """Raise :class:`ExplainerUnavailable` naming the first missing package."""
+        missing = self.missing()
+        if missing:
+            pkg = missing[0]
+            pip = _PIP_NAMES.get(pkg, pkg)
+            raise ExplainerUnavailable(f"{self.display_name} needs the '{pkg}' package: pip install {pip}")
+
+    def explain(self, model, x, target: int | None = None, spec=None, **params) -> Attribution:
+        """Attribution map of ``model``'s ``target`` logit for the normalised input ``x`` (1, 3, H, W)."""
+        import torch
+
+        self.check_available()
+        known = set(self.default_params) | set(self.library_defaults)
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise TypeError(f"{self.display_name}: unknown parameter(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}")
+        p = {**self.default_params, **params}
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[0] != 1:
+            raise ValueError(f"expected a tensor of shape (1, C, H, W), got {getattr(x, 'shape', type(x))}")
+        t0 = time.perf_counter()
+        with _autograd_ready(model):
+            x = x.detach().clone().float()
+            if target is None:
+                with torch.no_grad():
+                    target = int(model(x).argmax(1)[0])
+            target = int(target)
+            try:
+                raw = self._explain(model, x, target, spec, p)
+            except ImportError as e:  # a broken install of an optional package
+                top = (getattr(e, "name", None) or "").split(".")[0]
+                if top in self.requires:
+                    pip = _PIP_NAMES.get(top, top)
+                    raise ExplainerUnavailable(f"{self.display_name} needs the '{top}' package: pip install {pip} "
+                                               f"({e})") from None
+                raise
+        h, w = x.shape[-2:]
+        amap, notes = _to_map(raw.map, h, w)
+        return Attribution(method=self.name, map=amap, target=target, params=p,
+                           runtime_s=time.perf_counter() - t0, notes=list(raw.notes) + notes,
+                           signed=bool(raw.signed), extra=dict(raw.extra))
+
+    def _explain(self, model, x, target: int, spec, params: dict) -> RawAttribution:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _to_map(m, h: int, w: int) -> tuple[np.ndarray, list[str]]:
+    """float32 (h, w) array from a tensor/array with optional leading singleton dims."""
+    if hasattr(m, "detach"):
+        m = m.detach().float().cpu().numpy()
+    m = np.asarray(m, dtype=np.float32)
+    while m.ndim > 2 and m.shape[0] == 1:
+        m = m[0]
+    if m.shape != (h, w):
+        raise RuntimeError(f"attribution map has shape {m.shape}, expected {(h, w)}")
+    notes = []
+    bad = ~np.isfinite(m)
+    if bad.any():
+        notes.append(f"{int(bad.sum())} non-finite values in the map were set to 0.")
+        m = np.where(bad, 0.0, m).astype(np.float32)
+    return np.ascontiguousarray(m), notes
+
+
+_REGISTRY: dict[str, Explainer] = {}
+
+
+def register(cls: type[Explainer]) -> type[Explainer]:
+    """Class decorator: register one instance of ``cls`` under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_explainer(name: str) -> Explainer:
+    """The registered explainer called ``name``; ``KeyError`` listing the known names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown explanation method {name!r}; known: {', '.join(list_explainers())}") from None
+
+
+def list_explainers() -> list[str]:
+    """Registered method names in display order (METHOD_ORDER first)."""
+    return [n for n in METHOD_ORDER if n in _REGISTRY] + sorted(n for n in _REGISTRY if n not in METHOD_ORDER)
+
+
+def explain(name: str, model, x, target: int | None = None, spec=None, **params) -> Attribution:
+    """Shortcut for ``get_explainer(name).explain(model, x, target, spec, **params)``."""
+    return get_explainer(name).explain(model, x, target=target, spec=spec, **params)
