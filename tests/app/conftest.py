@@ -1,0 +1,94 @@
+"""Fixtures for the app tests: tiny random-weight checkpoints and a live server.
+
+Environment is set *before* ``app`` is imported: checkpoints come from a temporary
+``DEEPFAKE_CHECKPOINTS`` folder (random weights, so the tests never depend on trained
+models), the Hub is offline and Gradio analytics are off.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_tiny_checkpoints
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts" / "screenshots"
+#: Small explainer parameters (IG steps, SHAP samples, LIME samples) so /explain is fast.
+SMALL = {"ig_steps": 4, "shap_samples": 16, "lime_samples": 24}
+#: Detector used where one is enough (the smallest).
+FAST_DETECTOR = "custom_cnn"
+#: Filled by the ``app_server`` fixture: how many models were loaded by ``import app``.
+IMPORT_STATE: dict = {}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="package")
+def face_image(tmp_path_factory) -> Path:
+    """A real photo with a frontal face (scikit-image's astronaut)."""
+    from PIL import Image
+    from skimage import data
+
+    p = tmp_path_factory.mktemp("img") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(p)
+    return p
+
+
+@pytest.fixture(scope="package")
+def app_server(tmp_path_factory):
+    """(url, app module) of a live server on a free local port, with random-weight checkpoints.
+
+    Package-scoped: the environment it sets is restored after the last app test, so the
+    other test packages see their usual settings.
+    """
+    ckpt = tmp_path_factory.mktemp("checkpoints")
+    saved = {k: v for k, v in os.environ.items()
+             if k in ("DEEPFAKE_CHECKPOINTS", "HF_HUB_OFFLINE", "GRADIO_ANALYTICS_ENABLED")
+             or k.startswith("DEEPFAKE_HUB_")}
+    os.environ["DEEPFAKE_CHECKPOINTS"] = str(ckpt)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    for var in [v for v in os.environ if v.startswith("DEEPFAKE_HUB_")]:
+        os.environ.pop(var)
+    write_tiny_checkpoints(ckpt)
+    import detector.weights
+
+    detector.weights.clear_cache()
+    sys.path.insert(0, str(ROOT))
+    import app
+
+    IMPORT_STATE["models_loaded_by_import"] = len(detector.weights._cache)
+    app.CACHE.clear()
+    port = free_port()
+    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                    **app.launch_kwargs())
+    url = f"http://127.0.0.1:{port}/"
+    yield url, app
+    app.demo.close()
+    app.CACHE.clear()
+    os.environ.pop("DEEPFAKE_CHECKPOINTS", None)
+    os.environ.update(saved)
+    detector.weights.clear_cache()
+
+
+@pytest.fixture(scope="package")
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server[0], verbose=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Expose each phase's report on the test item (``item.rep_call``) for failure screenshots."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)

@@ -1,0 +1,228 @@
+"""The UI in a real browser (Playwright driving Debian's Chromium).
+
+Skipped with a reason when Chromium or Playwright is missing (``apt-get install -y
+chromium``). Screenshots go to ``artifacts/screenshots/`` (gitignored).
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import ARTIFACTS, SMALL
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+METHODS = ["shap", "lime", "saliency", "lrp", "integrated_gradients", "gradcam"]
+
+HAVE_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install -y chromium)"),
+    pytest.mark.skipif(not HAVE_PLAYWRIGHT, reason="playwright python package not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def mirrored_face(face_image, tmp_path_factory) -> Path:
+    """The face photo mirrored: an image the API tests have not cached, so maps really stream."""
+    p = tmp_path_factory.mktemp("browser") / "astronaut_mirrored.png"
+    with Image.open(face_image) as im:
+        im.transpose(Image.FLIP_LEFT_RIGHT).save(p)
+    return p
+
+
+def _fetch_image(page, src: str) -> np.ndarray:
+    resp = page.request.get(src)
+    assert resp.ok, f"{src}: HTTP {resp.status}"
+    with Image.open(io.BytesIO(resp.body())) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _assert_rendered(page, elem_id: str) -> np.ndarray:
+    img = page.locator(f"#{elem_id} img").first
+    img.wait_for(state="visible", timeout=30_000)
+    page.wait_for_function("(id) => { const i = document.querySelector('#' + id + ' img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", arg=elem_id, timeout=30_000)
+    arr = _fetch_image(page, img.get_attribute("src"))
+    assert arr.shape[0] >= 100 and arr.shape[1] >= 100, (elem_id, arr.shape)
+    assert arr.std() > 5, f"{elem_id} is blank"
+    return arr
+
+
+def _set_slider(page, method: str, value: int) -> None:
+    box = page.locator(f"#param-{method} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+    # the range input follows once the value is committed to the app state
+    page.wait_for_function("([id, v]) => document.querySelector('#' + id + ' input[type=range]').value === v",
+                           arg=[f"param-{method}", str(value)], timeout=10_000)
+
+
+@pytest.fixture()
+def page_factory(browser, request):
+    """New pages that leave a screenshot in artifacts/screenshots/ when the test fails."""
+    pages = []
+
+    def make(**kw):
+        pages.append(browser.new_page(**kw))
+        return pages[-1]
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for i, p in enumerate(pages):
+        if failed and not p.is_closed():
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            p.screenshot(path=str(ARTIFACTS / f"FAILED_{request.node.name}_{i}.png"), full_page=True)
+        if not p.is_closed():
+            p.close()
+
+
+def test_upload_streams_verdict_then_every_map(app_server, page_factory, mirrored_face):
+    url, _ = app_server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = page_factory(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("#run", timeout=60_000)
+
+    page.set_input_files("#input-image input[type=file]", str(mirrored_face))
+    page.locator("#input-image img").first.wait_for(timeout=30_000)
+    page.get_by_label("Custom CNN").check()
+    page.get_by_text("Advanced").click()
+    _set_slider(page, "integrated_gradients", SMALL["ig_steps"])
+    _set_slider(page, "shap", SMALL["shap_samples"])
+    _set_slider(page, "lime", SMALL["lime_samples"])
+
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#verdict').innerText.includes('Verdict')", timeout=60_000)
+    status_at_verdict = page.inner_text("#status")
+    assert "Done" not in status_at_verdict, "the verdict should arrive before the maps"
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=150_000)
+    assert "Could not run" not in page.inner_text("#status")
+    verdict = page.inner_text("#verdict")
+    assert "Custom CNN" in verdict and ("FAKE" in verdict or "REAL" in verdict)
+
+    _assert_rendered(page, "face-raw")
+    _assert_rendered(page, "face-clahe")
+    grid = _assert_rendered(page, "map-grid")
+    assert grid.shape[1] > 600  # several tiles
+    for m in METHODS:
+        page.click(f"button[role=tab][data-tab-id=tab-{m}]")
+        _assert_rendered(page, f"map-{m}")
+        info = page.inner_text(f"#info-{m}")
+        assert "Faithfulness score" in info and "Runtime" in info, info
+    ig_info = page.inner_text("#info-integrated_gradients")
+    assert f"n_steps={SMALL['ig_steps']}" in ig_info, "the Advanced sliders should reach the explainer"
+    assert page.locator("#zip").is_visible()
+
+    page.click("button[role=tab][data-tab-id=grid]")
+    page.screenshot(path=str(ARTIFACTS / "app_result.png"), full_page=True)
+
+    # Clicking an example runs it (with whatever examples/ holds); dataset crops switch on "whole image".
+    _, app = app_server
+    examples = app._example_files()
+    if examples:
+        first = examples[0]
+        old_src = page.locator("#face-raw img").first.get_attribute("src")
+        page.get_by_text(app._example_label(first), exact=True).first.click()
+        page.wait_for_function(
+            "(old) => { const i = document.querySelector('#face-raw img');"
+            " const s = document.querySelector('#status').innerText;"
+            " return (i && i.src !== old && /Done/.test(s)) || /Error/.test(s); }", arg=old_src, timeout=150_000)
+        assert "Error" not in page.inner_text("#status"), page.inner_text("#status")
+        assert page.locator("#whole-image input").is_checked() == app._example_is_crop(first)
+        page.screenshot(path=str(ARTIFACTS / "app_example.png"), full_page=True)
+    page.close()
+
+
+def test_stop_then_run_again(app_server, page_factory, face_image, tmp_path):
+    """Stop cancels a running job and the next click still runs (clicks while running do not pile up)."""
+    url, _ = app_server
+    img = tmp_path / "rotated.png"
+    with Image.open(face_image) as im:
+        im.rotate(8).save(img)
+    page = page_factory(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("#run", timeout=60_000)
+    page.set_input_files("#input-image input[type=file]", str(img))
+    page.locator("#input-image img").first.wait_for(timeout=30_000)
+    page.get_by_label("Custom CNN").check()
+    for _ in range(3):
+        page.click("#run")
+    page.wait_for_function("/Scoring|maps done/.test(document.querySelector('#status').innerText)", timeout=30_000)
+    page.click("#stop")
+    page.wait_for_timeout(1000)
+    assert "Done" not in page.inner_text("#status")
+    for name in ("SHAP", "LIME", "Integrated Gradients"):  # keep the rerun quick
+        page.locator("#methods").get_by_label(name).uncheck()
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=120_000)
+    assert "Verdict" in page.inner_text("#verdict")
+    page.close()
+
+
+def test_layout_in_900px_iframe_and_dark_mode(app_server, page_factory, tmp_path, mirrored_face):
+    url, _ = app_server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    host = tmp_path / "embed.html"
+    host.write_text(f"<!doctype html><html><body style='margin:0'><h3>Embedded app</h3>"
+                    f"<iframe id='app' src='{url}' width='900' height='2400' style='border:1px solid #888'>"
+                    f"</iframe></body></html>")
+    page = page_factory(viewport={"width": 1000, "height": 1200})
+    page.goto(host.as_uri())
+    frame = page.frame_locator("#app")
+    frame.locator("#run").wait_for(timeout=60_000)
+    inner = next(f for f in page.frames if f.url.startswith(url))
+    # Nothing wider than the iframe: no horizontal scrolling.
+    scroll_w, client_w = inner.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert client_w <= 900 and scroll_w <= client_w + 1, (scroll_w, client_w)
+    for sel in ("#run", "#input-image", "#detector", "#methods"):
+        box = frame.locator(sel).bounding_box()
+        assert box and box["width"] > 100 and box["x"] + box["width"] <= 900 + 10, (sel, box)
+    # A quick analysis inside the iframe (gradient maps only).
+    frame.locator("#input-image input[type=file]").set_input_files(str(mirrored_face))
+    frame.locator("#input-image img").first.wait_for(timeout=30_000)
+    frame.get_by_label("Custom CNN").check()
+    for name in ("SHAP", "LIME", "Integrated Gradients"):
+        frame.locator("#methods").get_by_label(name).uncheck()
+    frame.locator("#run").click()
+    inner.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=120_000)
+    inner.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "iframe_900.png"), full_page=True)
+    page.close()
+
+    dark = page_factory(viewport={"width": 1280, "height": 900})
+    dark.goto(url + "?__theme=dark")
+    dark.wait_for_selector("#run", timeout=60_000)
+    dark.wait_for_function("document.body.classList.contains('dark') || "
+                           "document.querySelector('.dark') !== null", timeout=30_000)
+    dark.screenshot(path=str(ARTIFACTS / "app_dark.png"), full_page=False)
+    for sel in ("h1", "#detector span", "#whole-image span"):
+        fg, bg = dark.evaluate("""(sel) => {
+            const lum = (c) => { const v = c.match(/[\\d.]+/g).map(Number);
+                                 return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+            const el = document.querySelector(sel);
+            let b = el, bg = 'rgb(255, 255, 255)';
+            while (b) { const c = getComputedStyle(b).backgroundColor;
+                        if (c && c !== 'transparent' && !/rgba\\(.*, 0\\)$/.test(c)) { bg = c; break; }
+                        b = b.parentElement; }
+            return [lum(getComputedStyle(el).color), lum(bg)]; }""", sel)
+        assert abs(fg - bg) > 100, f"{sel}: dark-mode text not readable (luminance {fg:.0f} on {bg:.0f})"
+    dark.close()
