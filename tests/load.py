@@ -1,0 +1,165 @@
+"""Load test against a real app server on loopback: ``python -m tests.load [options]``.
+
+Starts ``python app.py`` on a free 127.0.0.1 port (or uses ``--url``), then runs
+``--clients`` concurrent ``gradio_client`` clients that send ``--predictions`` /predict
+calls in total with ``--explanations`` full /explain runs mixed in, all on the images in
+``examples/``. Reports p50/p95 latency per endpoint, errors, requests lost (never
+answered within ``--timeout``), and the server's resident memory before and after.
+Every loop is bounded in count and time. Targets (issue 6, DenseNet-121, 2-core CPU):
+0 errors, none lost, /predict p95 <= 3 s under load, memory growth <= 10%.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children, in MB (Linux /proc)."""
+    total = 0.0
+    pids = [pid]
+    try:
+        kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        pids += [int(k) for k in kids]
+    except FileNotFoundError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
+def start_server(port: int, env: dict | None = None, timeout: float = 120) -> tuple[subprocess.Popen, float]:
+    """Start ``python app.py`` on ``port``; returns (process, seconds until it answered)."""
+    import urllib.request
+
+    e = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
+             HF_HUB_OFFLINE="1", **(env or {}))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=e, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return proc, time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.25)
+    proc.kill()
+    raise TimeoutError(f"app.py did not answer on {url} within {timeout:.0f} s")
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", default=None, help="use a running server instead of starting one")
+    ap.add_argument("--detector", default="densenet121")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--predictions", type=int, default=200)
+    ap.add_argument("--explanations", type=int, default=20)
+    ap.add_argument("--timeout", type=float, default=300, help="per-request limit in seconds")
+    args = ap.parse_args(argv)
+    from gradio_client import Client, handle_file
+
+    images = sorted(p for p in (ROOT / "examples").iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    proc, start_s = None, float("nan")
+    url = args.url
+    if url is None:
+        port = free_port()
+        proc, start_s = start_server(port)
+        url = f"http://127.0.0.1:{port}/"
+        print(f"server ready in {start_s:.1f} s at {url}")
+    pid = proc.pid if proc else None
+    lat: dict[str, list[float]] = {"predict": [], "explain": []}
+    errors: list[str] = []
+    lock = threading.Lock()
+    clients = [Client(url, verbose=False) for _ in range(args.clients)]
+    if pid:
+        # warm the detector so "before" memory includes the loaded model
+        clients[0].predict(handle_file(str(images[0])), args.detector, True, api_name="/predict")
+    mem_before = rss_mb(pid) if pid else float("nan")
+    jobs: list[tuple[str, Path]] = []
+    step = max(1, args.predictions // max(1, args.explanations))
+    e = 0
+    for i in range(args.predictions):
+        jobs.append(("predict", images[i % len(images)]))
+        if i % step == 0 and e < args.explanations:
+            jobs.append(("explain", images[(i + e) % len(images)]))
+            e += 1
+
+    def run(k: int, kind: str, img: Path) -> None:
+        c = clients[k % len(clients)]
+        t0 = time.perf_counter()
+        try:
+            if kind == "predict":
+                out = c.predict(handle_file(str(img)), args.detector, True, api_name="/predict")
+                assert out["label"] in ("real", "fake"), out
+            else:
+                out = c.predict(handle_file(str(img)), args.detector,
+                                ["shap", "lime", "saliency", "lrp", "integrated_gradients", "gradcam"],
+                                16, 64, 150, True, api_name="/explain")
+                assert out[1]["methods"], out[1]
+            with lock:
+                lat[kind].append(time.perf_counter() - t0)
+        except Exception as ex:  # counted, reported
+            with lock:
+                errors.append(f"{kind} {img.name}: {type(ex).__name__}: {str(ex)[:200]}")
+
+    t_all = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.clients) as pool:
+        futs = [pool.submit(run, k, kind, img) for k, (kind, img) in enumerate(jobs)]
+        done, not_done = wait(futs, timeout=args.timeout * 3)
+    wall = time.perf_counter() - t_all
+    lost = len(not_done)
+    time.sleep(2)
+    mem_after = rss_mb(pid) if pid else float("nan")
+    for kind in ("predict", "explain"):
+        xs = lat[kind]
+        print(f"{kind:8s} n={len(xs):4d} p50={pct(xs, 50):.2f} s p95={pct(xs, 95):.2f} s "
+              f"max={max(xs) if xs else float('nan'):.2f} s")
+    growth = (mem_after - mem_before) / mem_before * 100 if pid else float("nan")
+    print(f"errors={len(errors)} lost={lost} wall={wall:.1f} s throughput={len(jobs) / wall:.2f} req/s")
+    print(f"server_rss_before={mem_before:.0f} MB after={mem_after:.0f} MB growth={growth:+.1f}%")
+    for err in errors[:10]:
+        print("  ", err)
+    if proc:
+        proc.terminate()
+        proc.wait(timeout=30)
+    ok = not errors and not lost and pct(lat["predict"], 95) <= 3.0 and (not pid or growth <= 10)
+    print(f"load_test={'PASS' if ok else 'FAIL'} predict_p95={pct(lat['predict'], 95):.2f} "
+          f"explain_p95={pct(lat['explain'], 95):.2f} errors={len(errors)} lost={lost} mem_growth={growth:+.1f}%")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
