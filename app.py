@@ -317,12 +317,13 @@ def _await_preload() -> None:
 
 
 def preload_explainer_libraries() -> None:
-    """Import timm and the explainers' optional libraries (captum, zennit, shap, lime...) ahead of time.
+    """Import timm and the explainers' optional libraries (captum, zennit, shap, lime...) ahead of time,
+    then load every detector whose weights are available.
 
     ``python app.py`` runs this in a background thread at start-up (``DEEPFAKE_PRELOAD=0``
     turns it off); requests wait for it to finish (:func:`_await_preload`). The first
-    explanation is then a few seconds faster and the server's memory does not jump on the
-    first request. Importing ``app`` does not call it and loads no model.
+    verdict and explanation are then seconds faster and the server's memory does not jump
+    on the first request. Importing ``app`` does not call it and loads no model.
     """
     import importlib
 
@@ -334,6 +335,14 @@ def preload_explainer_libraries() -> None:
                 importlib.import_module(lib)
             except Exception as e:  # the method's tab will say what is missing
                 log.info("preloading %s for %s failed: %s", lib, m, e)
+    status = weights_status()
+    for s in SPECS:
+        if status.get(s.name) is None or hub_repo_for(s):
+            try:
+                lm = load_model(s.name)
+                log.info("loaded %s from %s", s.name, lm.source)
+            except DetectorError as e:  # its verdict will report the error
+                log.warning("detector %s unavailable: %s", s.name, e.message)
 
 
 def _pick_explained(verdicts: list, explain_with: str | None) -> tuple[Any, list[str]]:
