@@ -70,7 +70,7 @@ class _TrainSet:
             import torch
 
             info = torch.utils.data.get_worker_info()
-            self.aug = Augment(seed=self.seed * 1000 + (info.id if info else 0) + int(time.time_ns() % 1000) * 0)
+            self.aug = Augment(seed=self.seed * 1000 + (info.id if info else 0))
         x, _ = finish(np.asarray(self.arr[i]), self.spec, self.aug)
         return x[0], int(self.labels[i])
 

@@ -80,6 +80,16 @@ def norm_stats(spec) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(spec.mean), tuple(spec.std)
 
 
+def norm_tensors(spec, x):
+    """:func:`norm_stats` as (1, C, 1, 1) tensors on ``x``'s device and dtype."""
+    import torch
+
+    mean, std = norm_stats(spec)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return m, s
+
+
 def resolve_module(model, path: str):
     """The sub-module at dotted ``path`` (e.g. ``features.relu4_2``); ``ValueError`` if absent."""
     try:

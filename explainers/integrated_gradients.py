@@ -10,7 +10,7 @@ channels (signed). ``extra["completeness_error"]`` is ``|sum(attr) - (f(x) - f(b
 """
 from __future__ import annotations
 
-from .base import Explainer, RawAttribution, norm_stats, register
+from .base import Explainer, RawAttribution, norm_tensors, register
 
 
 def make_baseline(x, kind: str, spec=None):
@@ -20,9 +20,7 @@ def make_baseline(x, kind: str, spec=None):
     if kind in ("mean", "zeros", "zero"):
         return torch.zeros_like(x)
     if kind == "black":
-        mean, std = norm_stats(spec)
-        m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        m, s = norm_tensors(spec, x)
         return ((0.0 - m) / s).expand_as(x).clone()
     if kind == "blur":
         from .faithfulness import gaussian_blur

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from .base import Explainer, RawAttribution, norm_stats, register
+from .base import Explainer, RawAttribution, norm_tensors, register
 
 _QUICKSHIFT = {"kernel_size": 4, "max_dist": 200, "ratio": 0.2}  # lime's default segmentation parameters
 
@@ -66,9 +66,7 @@ class LimeExplainer(Explainer):
         import torch
 
         li = _quiet_lime()
-        mean, std = norm_stats(spec)
-        m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        m, s = norm_tensors(spec, x)
         img = ((x * s + m) * 255.0)[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float64)  # HWC 0..255
         seed = int(params["seed"])
         seg = segment(np.clip(img / 255.0, 0, 1), params["segmentation"], int(params["n_segments"]),

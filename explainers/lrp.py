@@ -18,7 +18,7 @@ propagated by plain gradient routing. The result then carries a note saying so.
 """
 from __future__ import annotations
 
-from .base import Explainer, RawAttribution, norm_stats, register
+from .base import Explainer, RawAttribution, norm_tensors, register
 
 
 def _cat_spy():
@@ -58,15 +58,12 @@ def _unmerged_batchnorms(model) -> int:
 
 def make_composite(kind: str, x, spec, epsilon: float, gamma: float):
     """A zennit composite with BatchNorm folding."""
-    import torch
     from zennit.canonizers import SequentialMergeBatchNorm
     from zennit.composites import EpsilonGammaBox, EpsilonPlusFlat
 
     canon = [SequentialMergeBatchNorm()]
     if kind == "epsilon_gamma_box":
-        mean, std = norm_stats(spec)
-        m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        m, s = norm_tensors(spec, x)
         low, high = ((0.0 - m) / s).expand_as(x), ((1.0 - m) / s).expand_as(x)
         return EpsilonGammaBox(low=low, high=high, epsilon=epsilon, gamma=gamma, canonizers=canon)
     if kind == "epsilon_plus_flat":
