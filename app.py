@@ -48,7 +48,7 @@ import gradio as gr  # noqa: E402
 from detector.errors import DetectorError, InputError, WeightsError  # noqa: E402
 from detector.preprocess import MAX_PIXELS, load_image  # noqa: E402
 from detector.specs import get_spec, list_specs  # noqa: E402
-from detector.weights import hub_repo_for, load_model, weights_status  # noqa: E402
+from detector.weights import hub_failures, hub_repo_for, load_model, weights_status  # noqa: E402
 from explainers import METHOD_ORDER, get_explainer  # noqa: E402
 from explainers import report as reports  # noqa: E402
 from explainers.cache import (ResultCache, cached_panel, cached_predict, release_memory,  # noqa: E402
@@ -116,13 +116,21 @@ def _display(name: str) -> str:
 def _weights_overview() -> str:
     """One line for the top of the page: which detectors cannot run yet (details in "About")."""
     status = weights_status()
+    lines = []
+    failed = hub_failures()
+    local = [s for s in SPECS if hub_repo_for(s) in failed]
+    if local:
+        repos = ", ".join(f"`{hub_repo_for(s)}`" for s in local)
+        reason = failed[hub_repo_for(local[0])]
+        lines.append(f"The Hub could not be used for {repos} ({reason}); those detectors run on their local "
+                     "checkpoints.")
     missing = [s for s in SPECS if status.get(s.name) and not hub_repo_for(s)]
-    if not missing:
-        return ""
-    names = ", ".join(f"**{s.display_name}**" for s in missing)
-    rest = "The other detectors work." if len(missing) < len(SPECS) else "No detector can run yet."
-    return (f"Not available yet: {names} (no weights in `{missing[0].local_dir.parent.name}/`; "
-            f"see the About tab). {rest}")
+    if missing:
+        names = ", ".join(f"**{s.display_name}**" for s in missing)
+        rest = "The other detectors work." if len(missing) < len(SPECS) else "No detector can run yet."
+        lines.append(f"Not available yet: {names} (no weights in `{missing[0].local_dir.parent.name}/`; "
+                     f"see the About tab). {rest}")
+    return "\n\n".join(lines)
 
 
 def _default_detector() -> str:
@@ -269,7 +277,7 @@ def _clamp(value: Any, method: str) -> int | None:
 @_gpu
 def _verdicts(source: str | bytes, sha: str, detector: str, face_crop: bool) -> tuple[list, dict[str, str]]:
     """Verdicts of one detector (errors raise) or of all (missing weights are listed)."""
-    _await_preload()
+    _await_models()
     detector = _choice(detector, [s.name for s in SPECS] + [ALL], "detector")
     names = [s.name for s in SPECS] if detector == ALL else [detector]
     loaded_img = []
@@ -307,42 +315,57 @@ def _panel(sha: str, pred, methods: list[str], params: dict, face_crop: bool) ->
 
 
 _PRELOAD: threading.Thread | None = None  #: set by ``python app.py``
+#: Set by the start-up thread once every detector with weights is loaded (phase 1 of 2).
+_MODELS_READY = threading.Event()
+
+
+def _await_models() -> None:
+    """Verdict requests wait only for the detectors (phase 1), not for the explainer libraries."""
+    t = _PRELOAD
+    if t is not None and t is not threading.current_thread():
+        while t.is_alive() and not _MODELS_READY.wait(0.1):
+            pass
 
 
 def _await_preload() -> None:
-    """Requests wait for the background imports: two threads importing the same libraries can deadlock."""
+    """Explanation requests wait for the whole start-up: two threads importing the same
+    libraries at once can deadlock."""
     t = _PRELOAD
     if t is not None and t.is_alive() and t is not threading.current_thread():
         t.join()
 
 
 def preload_explainer_libraries() -> None:
-    """Import timm and the explainers' optional libraries (captum, zennit, shap, lime...) ahead of time,
-    then load every detector whose weights are available.
+    """Load every detector whose weights are available, then import the explainers' optional
+    libraries (captum, zennit, shap, lime...) ahead of time.
 
     ``python app.py`` runs this in a background thread at start-up (``DEEPFAKE_PRELOAD=0``
-    turns it off); requests wait for it to finish (:func:`_await_preload`). The first
-    verdict and explanation are then seconds faster and the server's memory does not jump
-    on the first request. Importing ``app`` does not call it and loads no model.
+    turns it off). Verdicts wait only for the first phase (:func:`_await_models`), so the
+    first verdict after start does not pay for the explainer imports; explanations wait for
+    both (:func:`_await_preload`). The server's memory then does not jump on the first
+    request. Importing ``app`` does not call it and loads no model.
     """
     import importlib
 
-    for lib in ("timm", "detector.models"):
-        importlib.import_module(lib)
+    try:
+        for lib in ("timm", "detector.models", "detector.predict"):
+            importlib.import_module(lib)
+        status = weights_status()
+        for s in SPECS:
+            if status.get(s.name) is None or hub_repo_for(s):
+                try:
+                    lm = load_model(s.name)
+                    log.info("loaded %s from %s", s.name, lm.source)
+                except DetectorError as e:  # its verdict will report the error
+                    log.warning("detector %s unavailable: %s", s.name, e.message)
+    finally:
+        _MODELS_READY.set()
     for m in METHOD_ORDER:
         for lib in getattr(get_explainer(m), "requires", ()):
             try:
                 importlib.import_module(lib)
             except Exception as e:  # the method's tab will say what is missing
                 log.info("preloading %s for %s failed: %s", lib, m, e)
-    status = weights_status()
-    for s in SPECS:
-        if status.get(s.name) is None or hub_repo_for(s):
-            try:
-                lm = load_model(s.name)
-                log.info("loaded %s from %s", s.name, lm.source)
-            except DetectorError as e:  # its verdict will report the error
-                log.warning("detector %s unavailable: %s", s.name, e.message)
 
 
 def _pick_explained(verdicts: list, explain_with: str | None) -> tuple[Any, list[str]]:

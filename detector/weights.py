@@ -8,8 +8,10 @@ configuration, never user input:
 * neither: the local ``checkpoints/<name>/`` folder (``DEEPFAKE_CHECKPOINTS`` moves it).
 
 A configured Hub that does not answer within ``DEEPFAKE_HUB_TIMEOUT`` seconds (default 5)
-is given up on once per process and the local folder is used; the result says which
-source was used. Only safetensors are read: pickle files (``.bin``, ``.pt``, ``.pth``,
+is given up on and the local folder is used; the result says which source was used. A
+timeout or connection failure marks the whole Hub endpoint as down for
+``DEEPFAKE_HUB_RETRY`` seconds (default 600), so the other detectors do not each wait
+for it; a missing repo is remembered per repo until :func:`clear_cache`. Only safetensors are read: pickle files (``.bin``, ``.pt``, ``.pth``,
 ``.ckpt``) are refused. Missing or corrupt weights raise :class:`WeightsError` naming the
 detector and the path; random weights are never substituted.
 """
@@ -29,7 +31,7 @@ from .errors import WeightsError
 from .specs import LABELS, SPECS, ModelSpec, get_spec
 
 __all__ = ["LoadedModel", "WEIGHTS_FILE", "CONFIG_FILE", "PICKLE_SUFFIXES", "pick_device", "hub_repo_for",
-           "load_model", "load_checkpoint_dir", "save_checkpoint", "weights_status", "clear_cache", "build_config"]
+           "load_model", "hub_failures", "load_checkpoint_dir", "save_checkpoint", "weights_status", "clear_cache", "build_config"]
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,29 @@ def load_checkpoint_dir(folder: str | Path, spec: ModelSpec | None = None, devic
 
 
 _hub_failed: dict[str, str] = {}
+#: (monotonic time, reason) of the last timeout/connection failure, per Hub endpoint.
+_hub_down: dict[str, tuple[float, str]] = {}
+
+
+def _endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _endpoint_down() -> str | None:
+    """Why the Hub endpoint is considered down right now, or ``None``."""
+    import time
+
+    down = _hub_down.get(_endpoint())
+    if down and time.monotonic() - down[0] < float(os.environ.get("DEEPFAKE_HUB_RETRY", 600)):
+        return down[1]
+    return None
+
+
+def _is_network_failure(e: BaseException) -> bool:
+    names = {c.__name__ for c in type(e).__mro__}
+    return isinstance(e, (TimeoutError, ConnectionError)) or bool(
+        names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "NetworkError",
+                 "LocalEntryNotFoundError", "OfflineModeIsEnabled"})
 _hub_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hub")
 
 
@@ -215,6 +240,9 @@ def _hub_snapshot(repo: str, timeout: float) -> Path:
 def _resolve(spec: ModelSpec, device: str) -> LoadedModel:
     notes: list[str] = []
     repo = hub_repo_for(spec)
+    down = _endpoint_down() if repo else None
+    if repo and down and repo not in _hub_failed:
+        _hub_failed[repo] = f"the Hub did not answer earlier: {down}"[:300]
     if repo and repo not in _hub_failed:
         timeout = float(os.environ.get("DEEPFAKE_HUB_TIMEOUT", 5))
         try:
@@ -225,6 +253,10 @@ def _resolve(spec: ModelSpec, device: str) -> LoadedModel:
             raise
         except Exception as e:  # network, missing repo, offline without cache...
             _hub_failed[repo] = f"{type(e).__name__}: {e}"[:300]
+            if _is_network_failure(e):
+                import time
+
+                _hub_down[_endpoint()] = (time.monotonic(), _hub_failed[repo])
             log.warning("Hub repo %s unavailable (%s); using local checkpoints", repo, _hub_failed[repo])
     if repo:
         notes.append(f"Hub repo {repo} unavailable ({_hub_failed[repo]}); using local weights.")
@@ -257,6 +289,13 @@ def clear_cache() -> None:
     with _lock:
         _cache.clear()
         _hub_failed.clear()
+        _hub_down.clear()
+
+
+def hub_failures() -> dict[str, str]:
+    """Configured Hub repos that could not be used so far in this process, with the reason."""
+    with _lock:
+        return dict(_hub_failed)
 
 
 def weights_status() -> dict[str, str | None]:

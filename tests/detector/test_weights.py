@@ -193,3 +193,24 @@ def test_probabilities_are_temperature_scaled(tmp_path, use_checkpoints, astrona
     logits = np.array(p.logits)
     expected = np.exp(logits / 3.0) / np.exp(logits / 3.0).sum()
     assert abs(p.p_fake - expected[1]) < 1e-5 and abs(p.p_fake + p.p_real - 1) < 1e-6
+
+
+def test_a_down_hub_is_waited_for_once_not_per_detector(tmp_path, monkeypatch, use_checkpoints):
+    """After one timeout the endpoint counts as down: the next detector does not wait again."""
+    import huggingface_hub
+
+    calls = []
+    save_checkpoint(_tiny(), SPEC, tmp_path / "custom_cnn")
+    vspec = get_spec("vggface16")
+    save_checkpoint(timm.create_model(vspec.architecture, num_classes=2), vspec, tmp_path / "vggface16")
+    use_checkpoints(tmp_path)
+    monkeypatch.setenv("DEEPFAKE_HUB_ORG", "acme")
+    monkeypatch.setenv("DEEPFAKE_HUB_TIMEOUT", "0.5")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kw: calls.append(kw) or time.sleep(3))
+    t0 = time.perf_counter()
+    a = load_model("custom_cnn", "cpu")
+    b = load_model("vggface16", "cpu")
+    assert time.perf_counter() - t0 < 2.5
+    assert len(calls) == 1
+    assert a.source.startswith("local:") and b.source.startswith("local:")
+    assert "acme/vggface16" in b.notes[0] and "did not answer" in b.notes[0]
