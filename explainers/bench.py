@@ -148,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(header)
     print("\n".join(rows), flush=True)
     if args.lime_same_superpixels and "lime" in ours and not ours["lime"].error:
-        # LIME's default quickshift superpixels differ from our SLIC ones, so the pixel rank
-        # correlation above mixes segmentation choice with sample count; this isolates the latter.
+        # With segmentation="slic" our superpixels differ from LIME's default quickshift ones, and the
+        # pixel rank correlation above mixes segmentation choice with sample count; this isolates the latter.
         ex, a = get_explainer("lime"), ours["lime"].attribution
         d0 = ex.explain(model, x, target=target, spec=spec, num_samples=1000, seed=0)
         d1 = ex.explain(model, x, target=target, spec=spec, num_samples=1000, seed=1)
