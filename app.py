@@ -51,7 +51,7 @@ from detector.specs import get_spec, list_specs  # noqa: E402
 from detector.weights import hub_failures, hub_repo_for, load_model, weights_status  # noqa: E402
 from explainers import METHOD_ORDER, get_explainer  # noqa: E402
 from explainers import report as reports  # noqa: E402
-from explainers.cache import (ResultCache, cached_panel, cached_predict, release_memory,  # noqa: E402
+from explainers.cache import (ResultCache, cached_panel, cached_predict, limit_malloc_arenas, release_memory,  # noqa: E402
                               source_sha256)
 
 log = logging.getLogger("app")
@@ -703,6 +703,7 @@ def launch_kwargs() -> dict[str, Any]:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_malloc_arenas()
     if os.environ.get("DEEPFAKE_PRELOAD", "1") != "0":
         _PRELOAD = threading.Thread(target=preload_explainer_libraries, name="preload", daemon=True)
         _PRELOAD.start()

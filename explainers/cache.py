@@ -21,7 +21,8 @@ from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence
 import numpy as np
 
 __all__ = ["ResultCache", "make_key", "file_sha256", "source_sha256", "estimate_nbytes", "cached_predict",
-           "cached_panel", "explain_model", "release_memory", "DEFAULT_MAX_ENTRIES", "DEFAULT_MAX_BYTES"]
+           "cached_panel", "explain_model", "release_memory", "limit_malloc_arenas", "DEFAULT_MAX_ENTRIES",
+           "DEFAULT_MAX_BYTES"]
 
 #: Defaults, overridable with ``DEEPFAKE_CACHE_ENTRIES`` / ``DEEPFAKE_CACHE_MB``.
 DEFAULT_MAX_ENTRIES: int = int(os.environ.get("DEEPFAKE_CACHE_ENTRIES", 256))
@@ -174,6 +175,25 @@ def cached_predict(cache: ResultCache, image_sha: str, detector: str, face_crop:
     pred = predict(load(), detector, face_crop=face_crop)
     cache.put(key, pred)
     return pred, False
+
+
+def limit_malloc_arenas(n: int | None = None) -> bool:
+    """Cap glibc's malloc arenas (``DEEPFAKE_MALLOC_ARENAS``, default 2; 0 leaves glibc's default).
+
+    glibc gives each thread that allocates its own arena (up to 8 per core); a server whose
+    worker threads take turns with large temporary arrays then keeps many half-empty arenas
+    and its resident memory creeps up. Call it early, before the server's threads start.
+    Returns whether the limit was set (False off glibc).
+    """
+    import ctypes
+
+    n = int(os.environ.get("DEEPFAKE_MALLOC_ARENAS", 2)) if n is None else int(n)
+    if n <= 0:
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, n))  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
 
 
 def release_memory() -> None:
