@@ -108,12 +108,25 @@ def overlay(face: np.ndarray, attr: np.ndarray, signed: bool, alpha: float = 0.5
     op = (alpha * np.sqrt(mag))[..., None]  # sqrt: mid-strength evidence stays visible
     blended = (face_big.astype(np.float32) * (1 - op) + rgb.astype(np.float32) * op).round().astype(np.uint8)
 
-    fs = max(11, W // 22)
-    font = _font(fs)
+    label = target_label or "target"
+    if signed:  # numbers under the bar's ends and centre, then the meaning of each side
+        rows = [(f"-{_fmt(scale)}", "0", f"+{_fmt(scale)}"), (f"against {label}", "", f"toward {label}")]
+        colours = ((33, 102, 172), (0, 0, 0), (178, 24, 43))
+    else:
+        rows = [("0", "importance", _fmt(scale))]
+        colours = ((0, 0, 0),) * 3
     pad = 4
+    fs = max(11, W // 22)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    while fs > 8:  # shrink until each row's three labels fit side by side without touching
+        font = _font(fs)
+        if all(sum(probe.textlength(t, font=font) for t in row) + 4 * pad + 2 * fs <= W for row in rows):
+            break
+        fs -= 1
+    font = _font(fs)
     title_h = fs + 2 * pad if title else 0
     bar_h = max(8, fs - 2)
-    legend_h = pad + bar_h + pad + fs + pad
+    legend_h = pad + bar_h + pad + len(rows) * (fs + pad)
     canvas = Image.new("RGB", (W, title_h + H + legend_h), (255, 255, 255))
     canvas.paste(Image.fromarray(blended), (0, title_h))
     draw = ImageDraw.Draw(canvas)
@@ -122,16 +135,13 @@ def overlay(face: np.ndarray, attr: np.ndarray, signed: bool, alpha: float = 0.5
     y0 = title_h + H + pad
     bar = np.repeat(_lut(signed)[np.linspace(0, 255, W).astype(np.int32)][None], bar_h, axis=0)
     canvas.paste(Image.fromarray(bar), (0, y0))
-    y1 = y0 + bar_h + pad
-    label = target_label or "target"
-    if signed:
-        draw.text((pad, y1), f"against {label} -{_fmt(scale)}", fill=(33, 102, 172), font=font, anchor="lt")
-        draw.text((W // 2, y1), "0", fill=(0, 0, 0), font=font, anchor="mt")
-        draw.text((W - pad, y1), f"+{_fmt(scale)} toward {label}", fill=(178, 24, 43), font=font, anchor="rt")
-    else:
-        draw.text((pad, y1), "0", fill=(0, 0, 0), font=font, anchor="lt")
-        draw.text((W // 2, y1), "importance", fill=(0, 0, 0), font=font, anchor="mt")
-        draw.text((W - pad, y1), _fmt(scale), fill=(0, 0, 0), font=font, anchor="rt")
+    y = y0 + bar_h + pad
+    for left, mid, right in rows:
+        draw.text((pad, y), left, fill=colours[0], font=font, anchor="lt")
+        if mid:
+            draw.text((W // 2, y), mid, fill=colours[1], font=font, anchor="mt")
+        draw.text((W - pad, y), right, fill=colours[2], font=font, anchor="rt")
+        y += fs + pad
     return np.asarray(canvas, dtype=np.uint8)
 
 
