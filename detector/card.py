@@ -28,6 +28,15 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}"
 
 
+def _stages(tr: dict) -> list[dict]:
+    """Training records, first stage first, following ``training.init.training`` links."""
+    chain, cur = [], tr
+    while cur:
+        chain.append(cur)
+        cur = (cur.get("init") or {}).get("training")
+    return chain[::-1]
+
+
 def render_card(name: str) -> str:
     """The model card text for detector ``name``."""
     spec = get_spec(name)
@@ -57,8 +66,15 @@ def render_card(name: str) -> str:
         f"checkpoint selection and temperature scaling used `val` ({tr.get('val_images', '?')} images); "
         "`test` was scored once, for this card.", "",
         "## Initialisation", "",
-        "From scratch (random init). No ImageNet or VGG-Face weights are reachable on the training machines.",
     ]
+    stages = _stages(tr)
+    if len(stages) > 1:
+        lines += [f"Trained in {len(stages)} stages: the first from scratch (random init), each later one "
+                  "continuing from the previous stage's best checkpoint (`--init`). No ImageNet or VGG-Face "
+                  "weights are reachable on the training machines.", ""]
+    else:
+        lines.append("From scratch (random init). No ImageNet or VGG-Face weights are reachable on the training "
+                     "machines.")
     if name == "vggface16":
         lines.append("With the original VGG-Face weights (`vgg_face_dag.pth`), start from them with "
                      "`python -m detector.vggface_convert vgg_face_dag.pth --out checkpoints/vggface16_init` and "
@@ -67,8 +83,15 @@ def render_card(name: str) -> str:
         lines.append("With ImageNet weights available, load timm's `densenet121` pretrained weights into the model "
                      "before training (`timm.create_model('densenet121', pretrained=True, num_classes=2)`, saved with "
                      "`detector.weights.save_checkpoint`) and pass that folder to `detector.train --init`.")
-    lines += ["", "## Training", "", f"Command: `{tr.get('command', '?')}`", "",
-              "| setting | value |", "|---|---|"]
+    lines += ["", "## Training", ""]
+    if len(stages) > 1:
+        total = sum(st.get("train_seconds", 0) for st in stages)
+        lines += ["| stage | command | samples seen | time | hardware |", "|---|---|---|---|---|"]
+        for i, st in enumerate(stages, 1):
+            lines.append(f"| {i} | `{st.get('command', '?')}` | {st.get('epochs', 0) * st.get('samples_per_epoch', 0)} "
+                         f"| {st.get('train_seconds', 0) / 60:.1f} min | {st.get('hardware')} ({st.get('device')}) |")
+        lines += ["", f"Total training time: {total / 60:.1f} min. The table below is the last stage.", ""]
+    lines += [f"Command: `{tr.get('command', '?')}`", "", "| setting | value |", "|---|---|"]
     for k in ("epochs", "samples_per_epoch", "batch_size", "lr", "weight_decay", "seed", "amp_bf16", "sources"):
         lines.append(f"| {k} | {tr.get(k)} |")
     lines += [f"| optimiser | AdamW, cosine schedule with 5% warm-up |",
@@ -84,10 +107,10 @@ def render_card(name: str) -> str:
         lines += [f"Calibration on val: ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}, "
                   f"log loss {v['log_loss_before']:.4f} -> {v['log_loss_after']:.4f}.", ""]
     if log:
-        lines += ["Per-epoch log (`train_log.jsonl`):", "", "| epoch | train loss | val loss | val AUC gan140k | "
-                  "val AUC dfdc |", "|---|---|---|---|---|"]
+        lines += ["Per-epoch log (`train_log.jsonl`):", "", "| stage | epoch | train loss | val loss | "
+                  "val AUC gan140k | val AUC dfdc |", "|---|---|---|---|---|---|"]
         for r in log:
-            lines.append(f"| {r['epoch']} | {r['train_loss']:.4f} | {r['val_loss']:.4f} | "
+            lines.append(f"| {r.get('stage', 1)} | {r['epoch']} | {r['train_loss']:.4f} | {r['val_loss']:.4f} | "
                          f"{r.get('val_auc_gan140k', float('nan')):.4f} | {r.get('val_auc_dfdc', float('nan')):.4f} |")
         lines.append("")
     lines += ["## Test metrics", ""]

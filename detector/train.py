@@ -284,11 +284,27 @@ def main(argv: list[str] | None = None) -> int:
                     "log_loss_after": after["pooled"]["log_loss"]},
         },
     }
+    if args.init:
+        extra["training"]["init"] = init_record(args.init)
     save_checkpoint(best_model, spec, out, temp, extra)
     print(json.dumps({"done": str(out), "temperature": temp, "val_mean_auc": after["mean_auc"],
                       "val_ece_before": before["pooled"]["ece"], "val_ece_after": after["pooled"]["ece"],
                       "train_seconds": round(train_s, 1)}), flush=True)
     return 0
+
+
+def init_record(folder: str | Path) -> dict:
+    """What a run started from: the ``--init`` folder and that checkpoint's own training record
+    (command, time, hardware, its own ``init``...), so a card can list every stage."""
+    rec: dict = {"from": str(folder)}
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return rec
+    rec["best_epoch"] = cfg.get("best_epoch")
+    if cfg.get("training"):
+        rec["training"] = cfg["training"]
+    return rec
 
 
 def _cpu_bf16() -> bool:

@@ -1,0 +1,52 @@
+"""Model cards list every training stage, and their numbers come from the checkpoint's files."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from detector.card import render_card
+from detector.specs import get_spec
+from detector.train import init_record
+from detector.weights import save_checkpoint
+
+SPEC = get_spec("custom_cnn")
+
+
+def _tiny():
+    import timm
+
+    import detector.models  # noqa: F401
+
+    torch.manual_seed(0)
+    return timm.create_model("custom_cnn", num_classes=2, widths=(4, 4, 4, 4))
+
+
+def test_card_lists_both_stages_of_a_continued_run(tmp_path, use_checkpoints):
+    stage1 = {"command": "python -m detector.train --model custom_cnn --epochs 5", "epochs": 5,
+              "samples_per_epoch": 100, "train_seconds": 600.0, "hardware": "CPU A", "device": "cpu"}
+    first = save_checkpoint(_tiny(), SPEC, tmp_path / "first", 1.0, {"best_epoch": 5, "training": stage1})
+    rec = init_record(first)
+    assert rec["training"] == stage1 and rec["best_epoch"] == 5
+    stage2 = {"command": "python -m detector.train --model custom_cnn --init first --epochs 2", "epochs": 2,
+              "samples_per_epoch": 300, "train_seconds": 1200.0, "hardware": "CPU B", "device": "cpu", "init": rec}
+    save_checkpoint(_tiny(), SPEC, tmp_path / "custom_cnn", 1.3, {"best_epoch": 2, "training": stage2})
+    (tmp_path / "custom_cnn" / "train_log.jsonl").write_text(
+        "\n".join(json.dumps({"stage": s, "epoch": e, "train_loss": 0.6, "val_loss": 0.6, "val_auc_gan140k": 0.7,
+                              "val_auc_dfdc": 0.6}) for s, e in [(1, 1), (2, 1)]))
+    use_checkpoints(tmp_path)
+    card = render_card("custom_cnn")
+    assert "Trained in 2 stages" in card
+    assert "| 1 | `python -m detector.train --model custom_cnn --epochs 5` | 500 | 10.0 min | CPU A (cpu) |" in card
+    assert "| 2 | `python -m detector.train --model custom_cnn --init first --epochs 2` | 600 | 20.0 min |" in card
+    assert "Total training time: 30.0 min" in card
+    assert "| 2 | 1 | 0.6000 |" in card
+
+
+def test_card_of_a_single_run_says_from_scratch(tmp_path, use_checkpoints):
+    tr = {"command": "python -m detector.train --model custom_cnn", "epochs": 1, "samples_per_epoch": 10,
+          "train_seconds": 60.0, "hardware": "CPU", "device": "cpu"}
+    save_checkpoint(_tiny(), SPEC, tmp_path / "custom_cnn", 1.0, {"best_epoch": 1, "training": tr})
+    use_checkpoints(tmp_path)
+    card = render_card("custom_cnn")
+    assert "From scratch (random init)" in card and "Trained in" not in card and "Not evaluated yet." in card
