@@ -22,8 +22,9 @@ explanations (UI runs, /explain) one at a time on a private copy of the model, s
 verdict never waits for a minute-long explanation. Results are cached per (image
 sha256, detector, method, parameters) (``DEEPFAKE_CACHE_ENTRIES`` / ``DEEPFAKE_CACHE_MB``).
 Other settings: ``DEEPFAKE_MAX_FILE_SIZE`` (20mb), ``DEEPFAKE_QUEUE_SIZE`` (64),
-``DEEPFAKE_PRELOAD=0`` (do not import the explainer libraries at start-up), and the
-pixel limit ``DEEPFAKE_MAX_PIXELS`` of :mod:`detector.preprocess`.
+``DEEPFAKE_PRELOAD=0`` (do not load the detectors and import the explainer libraries at
+start-up), ``DEEPFAKE_MALLOC_ARENAS`` (glibc arena cap, default 2), and the pixel limit
+``DEEPFAKE_MAX_PIXELS`` of :mod:`detector.preprocess`.
 """
 from __future__ import annotations
 
@@ -89,9 +90,9 @@ def _method_info(name: str) -> dict[str, Any]:
 METHODS = {m: _method_info(m) for m in METHOD_ORDER}
 #: (method, parameter key, label, minimum, maximum, fallback default) of the "Advanced" sliders.
 SLIDERS = [
-    ("integrated_gradients", "n_steps", "Integrated Gradients: steps", 2, 128, 16),
-    ("shap", "nsamples", "SHAP: samples", 8, 1024, 32),
-    ("lime", "num_samples", "LIME: samples", 16, 2000, 256),
+    ("integrated_gradients", "n_steps", "Integrated Gradients: steps", 2, 128, 12),
+    ("shap", "nsamples", "SHAP: samples", 8, 1024, 16),
+    ("lime", "num_samples", "LIME: samples", 16, 2000, 96),
 ]
 
 

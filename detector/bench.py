@@ -1,4 +1,4 @@
-"""Inference cost per detector: ``python -m detector.bench [--models a,b] [--runs N] [--random-weights]``.
+"""Inference cost per detector: ``python -m detector.bench [--models a,b] [--runs N] [--random-weights] [--device D]``.
 
 Batch 1 on the current device (the README's figures: this 2-core CPU). Reports, as
 medians over ``--runs``: face detection on a full photo (``skimage.data.astronaut()``,

@@ -94,7 +94,7 @@ def render_card(name: str) -> str:
     lines += [f"Command: `{tr.get('command', '?')}`", "", "| setting | value |", "|---|---|"]
     for k in ("epochs", "samples_per_epoch", "batch_size", "lr", "weight_decay", "seed", "amp_bf16", "sources"):
         lines.append(f"| {k} | {tr.get(k)} |")
-    lines += [f"| optimiser | AdamW, cosine schedule with 5% warm-up |",
+    lines += [f"| optimiser | AdamW, cosine schedule with {tr.get('warmup', 0.05) * 100:g}% linear warm-up |",
               f"| augmentation | flip, rotation <=10 deg, shear <=0.1, JPEG q60-95 (p=0.3), blur (p=0.2), "
               "down/up-scaling (p=0.2), colour jitter (p=0.5); label-independent |",
               f"| best epoch (val mean per-source AUC) | {cfg.get('best_epoch')} |",

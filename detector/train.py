@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "training": {
             "command": "python -m detector.train " + " ".join(argv if argv is not None else sys.argv[1:]),
             "epochs": args.epochs, "samples_per_epoch": n_per_epoch, "batch_size": args.batch_size, "lr": args.lr,
+            "warmup": args.warmup,
             "weight_decay": args.weight_decay, "seed": args.seed, "amp_bf16": amp, "sources": sources,
             "train_images": len(train), "val_images": len(val), "device": device,
             "hardware": _hardware(device), "train_seconds": round(train_s, 1),

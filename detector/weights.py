@@ -8,11 +8,10 @@ configuration, never user input:
 * neither: the local ``checkpoints/<name>/`` folder (``DEEPFAKE_CHECKPOINTS`` moves it).
 
 A configured Hub that does not answer within ``DEEPFAKE_HUB_TIMEOUT`` seconds (default 5)
-is given up on and the local folder is used; the result says which source was used. A
-timeout or connection failure marks the whole Hub endpoint as down for
-``DEEPFAKE_HUB_RETRY`` seconds (default 600), so the other detectors do not each wait
-for it; a missing repo is remembered per repo until :func:`clear_cache`. Only safetensors are read: pickle files (``.bin``, ``.pt``, ``.pth``,
-``.ckpt``) are refused. Missing or corrupt weights raise :class:`WeightsError` naming the
+is given up on for the rest of the process (until :func:`clear_cache`) and the local
+folder is used; the result says which source was used. A timeout or connection failure
+marks the whole Hub endpoint as down, so the other detectors do not each wait for it. Only safetensors are read: pickle files (``.bin``, ``.pt``, ``.pth``,
+``.ckpt``, ``.pkl``, ``.pickle``) are refused. Missing or corrupt weights raise :class:`WeightsError` naming the
 detector and the path; random weights are never substituted.
 """
 from __future__ import annotations
@@ -199,8 +198,8 @@ def load_checkpoint_dir(folder: str | Path, spec: ModelSpec | None = None, devic
 
 
 _hub_failed: dict[str, str] = {}
-#: (monotonic time, reason) of the last timeout/connection failure, per Hub endpoint.
-_hub_down: dict[str, tuple[float, str]] = {}
+#: Reason of the timeout/connection failure, per Hub endpoint (until :func:`clear_cache`).
+_hub_down: dict[str, str] = {}
 
 
 def _endpoint() -> str:
@@ -208,13 +207,8 @@ def _endpoint() -> str:
 
 
 def _endpoint_down() -> str | None:
-    """Why the Hub endpoint is considered down right now, or ``None``."""
-    import time
-
-    down = _hub_down.get(_endpoint())
-    if down and time.monotonic() - down[0] < float(os.environ.get("DEEPFAKE_HUB_RETRY", 600)):
-        return down[1]
-    return None
+    """Why the Hub endpoint is considered down, or ``None``."""
+    return _hub_down.get(_endpoint())
 
 
 def _is_network_failure(e: BaseException) -> bool:
@@ -254,9 +248,7 @@ def _resolve(spec: ModelSpec, device: str) -> LoadedModel:
         except Exception as e:  # network, missing repo, offline without cache...
             _hub_failed[repo] = f"{type(e).__name__}: {e}"[:300]
             if _is_network_failure(e):
-                import time
-
-                _hub_down[_endpoint()] = (time.monotonic(), _hub_failed[repo])
+                _hub_down[_endpoint()] = _hub_failed[repo]
             log.warning("Hub repo %s unavailable (%s); using local checkpoints", repo, _hub_failed[repo])
     if repo:
         notes.append(f"Hub repo {repo} unavailable ({_hub_failed[repo]}); using local weights.")

@@ -1,6 +1,7 @@
 """Benchmark: our fast defaults vs the libraries' defaults, per method.
 
-``python -m explainers.bench --model NAME [--device cpu|cuda] [--image PATH] [--skip-defaults]``
+``python -m explainers.bench --model NAME [--device cpu|cuda] [--image PATH] [--skip-defaults]
+[--lime-same-superpixels] [--threads N]``
 
 Loads the detector with :func:`detector.weights.load_model` (exit 2 with the message if
 its weights are missing), preprocesses the image (default: the face in
