@@ -6,8 +6,8 @@ pattern; each superpixel's coefficient is painted onto its pixels (signed, in un
 p(target)). Superpixels: LIME's own quickshift (kernel 4, max distance 200, ratio 0.2),
 computed on the model's input (112-160 px), where it takes 0.1-0.2 s and gives 15-30
 regions on a face. SLIC (``segmentation="slic"``) is faster (10-40 ms) but its maps agree
-poorly with LIME's default map (relative rank correlation 0.18-0.43 over 12 SLIC settings,
-against 0.95 for quickshift at 96 samples; ``python -m explainers.lime_segments``), so the
+poorly with LIME's default map (relative rank correlation 0.27-0.48 over 12 SLIC settings on
+6 validation faces, against 0.94 for quickshift at 96 samples; ``python -m explainers.lime_segments``), so the
 speed-up comes from the sample count instead: 96 samples instead of 1000. The classifier function takes HWC images in
 the un-normalised 0-255 space (the input ``x`` un-normalised with the spec's mean/std,
 else mean 0.5 / std 0.25), re-normalises them and scores them in batches of
@@ -57,8 +57,8 @@ class LimeExplainer(Explainer):
     display_name = "LIME"
     meaning = ("How much hiding each face region changes p(verdict), from a simple model fitted to "
                "randomly masked copies (red regions support the verdict, blue oppose it).")
-    # Quickshift superpixels (LIME's default) and 96 samples instead of 1000: 0.945 of the
-    # ceiling on 5 validation faces at a tenth of the cost (``python -m explainers.lime_segments``).
+    # Quickshift superpixels (LIME's default) and 96 samples instead of 1000: 0.944 of the
+    # ceiling on 6 validation faces at a tenth of the cost (``python -m explainers.lime_segments``).
     default_params = {"num_samples": 96, "n_segments": 25, "compactness": 20.0, "segmentation": "quickshift",
                       "batch_size": 96, "kernel_width": 0.25, "seed": 0}
     library_defaults = {"num_samples": 1000, "segmentation": "quickshift", "batch_size": 10}
