@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             sched.step()
         print(f"resumed from {out / 'resume'} at epoch {start_epoch} (best val AUC {best:.4f})", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
+    stage = 1 + _depth(init_record(args.init)) if args.init else 1  # continued runs are later stages
     log_f = (out / "train_log.jsonl").open("a")
     dtype = torch.bfloat16
     for epoch in range(start_epoch, args.epochs):
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         lv = _logits(model, xva, spec, device, amp)
         rep = _val_report(lv, yva, sva)
         val_loss = rep["pooled"]["log_loss"]
-        rec = {"epoch": epoch + 1, "train_loss": tot / max(1, n), "val_loss": val_loss,
+        rec = {"stage": stage, "epoch": epoch + 1, "train_loss": tot / max(1, n), "val_loss": val_loss,
                "val_auc": rep["mean_auc"], **{f"val_auc_{s}": rep[s]["roc_auc"] for s in sources},
                "lr": sched.get_last_lr()[0], "epoch_s": round(time.time() - t0, 1)}
         history.append(rec)
@@ -306,6 +307,15 @@ def init_record(folder: str | Path) -> dict:
     if cfg.get("training"):
         rec["training"] = cfg["training"]
     return rec
+
+
+def _depth(rec: dict) -> int:
+    """Number of training stages behind an :func:`init_record`."""
+    n, cur = 0, rec.get("training")
+    while cur:
+        n += 1
+        cur = (cur.get("init") or {}).get("training")
+    return n
 
 
 def _cpu_bf16() -> bool:
