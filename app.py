@@ -201,7 +201,9 @@ def _method_md(res, cached: bool) -> str:
     a = res.attribution
     lines = []
     f = res.faithfulness
-    if f and f.get("score") is not None:
+    if getattr(res, "pending", False):
+        lines.append("**Faithfulness score:** computing…")
+    elif f and f.get("score") is not None:
         lines.append(f"**Faithfulness score:** {f['score']:+.3f} (insertion AUC − deletion AUC; higher = the map "
                      f"points at pixels the detector really relies on). {f.get('meaning', '')}")
     else:
@@ -307,7 +309,8 @@ def _panel(sha: str, pred, methods: list[str], params: dict, face_crop: bool) ->
     lm = load_model(pred.model)
     computed = False
     try:
-        for res, cached in cached_panel(CACHE, sha, pred, lm, methods, params=params, face_crop=face_crop):
+        for res, cached in cached_panel(CACHE, sha, pred, lm, methods, params=params, face_crop=face_crop,
+                                        preview_first=True):
             computed |= not cached
             yield res, cached
     finally:
@@ -404,10 +407,11 @@ def _analysis(image, detector, methods, params, face_crop, explain_with=None, pr
     yield ("verdicts", verdicts, unavailable, pred, notes)
     results: dict[str, tuple[Any, bool]] = {}
     if methods:
-        for i, (res, cached) in enumerate(_panel(sha, pred, methods, params, bool(face_crop))):
+        for res, cached in _panel(sha, pred, methods, params, bool(face_crop)):
             results[res.method] = (res, cached)
-            if progress:
-                progress((i + 1, len(methods)), desc=f"{res.display_name} done", unit="maps")
+            if progress and not res.pending:
+                progress((sum(1 for r, _ in results.values() if not r.pending), len(methods)),
+                         desc=f"{res.display_name} done", unit="maps")
             yield ("result", res, cached, results)
     ordered = [results[m][0] for m in METHOD_ORDER if m in results]
     grid_img = _grid(pred.face, results)
@@ -593,7 +597,7 @@ def build() -> gr.Blocks:
                         st.update({tab_mds[m]: "Computing…" for m in meths})
                     elif ev[0] == "result":
                         _, res, cached, results = ev
-                        done += 1
+                        done += 0 if res.pending else 1
                         st.update({tab_imgs[res.method]: None if res.error else res.overlay,
                                    tab_mds[res.method]: _method_md(res, cached),
                                    grid_img: _grid(pred.face, results),

@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours: dict[str, object] = {}
     t0 = time.perf_counter()
     first = None
-    for r in iter_panel(model, x, prep.face, target, spec):
+    for r in iter_panel(model, x, prep.face, target, spec, preview_first=True):  # as the app streams
         if first is None:
             first = time.perf_counter() - t0
         ours[r.method] = r

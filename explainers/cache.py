@@ -238,7 +238,8 @@ def explain_model(loaded: Any) -> Any:
 
 def cached_panel(cache: ResultCache, image_sha: str, pred: Any, loaded: Any, methods: Sequence[str],
                  params: Mapping[str, Mapping[str, Any]] | None = None, target: int | None = None,
-                 face_crop: bool = True, faithfulness: bool = True) -> Iterator[tuple[Any, bool]]:
+                 face_crop: bool = True, faithfulness: bool = True,
+                 preview_first: bool = False) -> Iterator[tuple[Any, bool]]:
     """Yield ``(PanelResult, was_cached)`` for each method in ``methods``.
 
     Cached results come first (instantly); the missing methods are then computed by
@@ -246,6 +247,7 @@ def cached_panel(cache: ResultCache, image_sha: str, pred: Any, loaded: Any, met
     the detector's ``Prediction`` (its ``input.tensor`` and CLAHE ``face`` are explained),
     ``loaded`` the ``LoadedModel``; ``target`` defaults to the predicted class. Failed
     methods (``error`` set) are yielded but not cached, so a retry runs them again.
+    ``preview_first`` is passed to ``iter_panel``; previews (``pending``) are not cached.
     """
     from explainers.panel import iter_panel
 
@@ -268,7 +270,8 @@ def cached_panel(cache: ResultCache, image_sha: str, pred: Any, loaded: Any, met
     twin = explain_model(loaded)
     x = pred.input.tensor.to(twin.device)
     for res in iter_panel(twin.model, x, pred.input.face, int(target), spec=spec, methods=todo,
-                          params={m: params[m] for m in todo}, faithfulness=faithfulness):
-        if getattr(res, "error", None) is None and res.method in keys:
+                          params={m: params[m] for m in todo}, faithfulness=faithfulness,
+                          preview_first=preview_first):
+        if getattr(res, "error", None) is None and not getattr(res, "pending", False) and res.method in keys:
             cache.put(keys[res.method], res)
         yield res, False

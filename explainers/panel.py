@@ -41,6 +41,8 @@ class PanelResult:
     overlay: np.ndarray | None  #: uint8 RGB from :func:`explainers.render.overlay`
     faithfulness: dict | None
     error: str | None  #: one line for the user when the method failed
+    #: True for a preview: the map is drawn, its faithfulness score follows in a second result.
+    pending: bool = False
 
 
 def error_message(display_name: str, exc: BaseException) -> str:
@@ -65,9 +67,17 @@ def _order(methods: list[str] | None) -> list[str]:
 
 
 def iter_panel(model, x, face: np.ndarray, target: int, spec=None, methods: list[str] | None = None,
-               params: dict[str, dict] | None = None, faithfulness: bool = True) -> Iterator[PanelResult]:
-    """Yield one :class:`PanelResult` per method as soon as it is computed (cheap methods first)."""
+               params: dict[str, dict] | None = None, faithfulness: bool = True,
+               preview_first: bool = False) -> Iterator[PanelResult]:
+    """Yield one :class:`PanelResult` per method as soon as it is computed (cheap methods first).
+
+    With ``preview_first``, the first map that is drawn is also yielded before its
+    faithfulness score is computed (``pending=True``), then again complete: on a slow
+    network the deletion/insertion passes cost more than the map itself, and the first
+    map should appear at once.
+    """
     params = params or {}
+    previewed = False
     labels = tuple(spec.label_names) if spec is not None else None
     target_label = labels[target] if labels and 0 <= target < len(labels) else None
     for name in _order(methods):
@@ -90,6 +100,9 @@ def iter_panel(model, x, face: np.ndarray, target: int, spec=None, methods: list
             yield PanelResult(name, display, attr, None, None, error_message(f"{display} overlay", e))
             continue
         faith = None
+        if faithfulness and preview_first and not previewed:
+            previewed = True
+            yield PanelResult(name, display, attr, ov, None, None, pending=True)
         if faithfulness:
             try:
                 faith = deletion_insertion(model, x, attr.map, target, steps=FAITHFULNESS_STEPS, labels=labels)

@@ -309,6 +309,32 @@ def test_panel_method_subset_and_no_faithfulness(trained, face):
     assert all(r.faithfulness is None and r.error is None for r in res)
 
 
+def test_panel_preview_first_map_then_its_faithfulness(trained, face):
+    """The first map is yielded before its deletion/insertion passes, then complete; previews are never cached."""
+    from types import SimpleNamespace
+
+    from detector.weights import LoadedModel
+    from explainers.cache import ResultCache, cached_panel
+
+    res = list(iter_panel(trained.model, trained.x1[:1], face, 1, methods=["gradcam", "saliency"],
+                          preview_first=True))
+    assert [(r.method, r.pending) for r in res] == [("saliency", True), ("saliency", False), ("gradcam", False)]
+    assert res[0].faithfulness is None and res[0].overlay is not None and res[0].error is None
+    assert res[1].faithfulness is not None
+    np.testing.assert_array_equal(res[0].attribution.map, res[1].attribution.map)
+
+    spec = get_spec("custom_cnn")
+    pred = SimpleNamespace(label="fake", input=SimpleNamespace(tensor=trained.x1[:1], face=face))
+    loaded = LoadedModel(trained.model, spec, {}, "test", "cpu")
+    cache = ResultCache()
+    first = [(r.method, r.pending, c) for r, c in cached_panel(cache, "sha", pred, loaded, ["saliency"],
+                                                                preview_first=True)]
+    assert first == [("saliency", True, False), ("saliency", False, False)]
+    again = [(r.pending, c, r.faithfulness is not None) for r, c in cached_panel(cache, "sha", pred, loaded,
+                                                                                  ["saliency"], preview_first=True)]
+    assert again == [(False, True, True)]
+
+
 # --------------------------------------------------------------------------- faithfulness / rendering
 
 def test_deletion_insertion(trained):
