@@ -14,7 +14,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 
 TARGET_MS = {"custom_cnn": 30.0, "densenet121": 120.0, "vggface16": 300.0}
 

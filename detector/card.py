@@ -12,6 +12,7 @@ import json
 import sys
 
 from .specs import get_spec
+from .train import training_stages
 
 LIMITS = """\
 - Trained from scratch on a small, CPU-sized budget; see the numbers above before trusting a verdict.
@@ -26,15 +27,6 @@ LIMITS = """\
 
 def _fmt(v: float) -> str:
     return f"{v:.4f}"
-
-
-def _stages(tr: dict) -> list[dict]:
-    """Training records, first stage first, following ``training.init.training`` links."""
-    chain, cur = [], tr
-    while cur:
-        chain.append(cur)
-        cur = (cur.get("init") or {}).get("training")
-    return chain[::-1]
 
 
 def render_card(name: str) -> str:
@@ -67,7 +59,7 @@ def render_card(name: str) -> str:
         "`test` was scored once, for this card.", "",
         "## Initialisation", "",
     ]
-    stages = _stages(tr)
+    stages = training_stages(tr)
     if len(stages) > 1:
         lines += [f"Trained in {len(stages)} stages: the first from scratch (random init), each later one "
                   "continuing from the previous stage's best checkpoint (`--init`). No ImageNet or VGG-Face "
@@ -95,7 +87,7 @@ def render_card(name: str) -> str:
     for k in ("epochs", "samples_per_epoch", "batch_size", "lr", "weight_decay", "seed", "amp_bf16", "sources"):
         lines.append(f"| {k} | {tr.get(k)} |")
     lines += [f"| optimiser | AdamW, cosine schedule with {tr.get('warmup', 0.05) * 100:g}% linear warm-up |",
-              f"| augmentation | flip, rotation <=10 deg, shear <=0.1, JPEG q60-95 (p=0.3), blur (p=0.2), "
+              "| augmentation | flip, rotation <=10 deg, shear <=0.1, JPEG q60-95 (p=0.3), blur (p=0.2), "
               "down/up-scaling (p=0.2), colour jitter (p=0.5); label-independent |",
               f"| best epoch (val mean per-source AUC) | {cfg.get('best_epoch')} |",
               f"| temperature (fitted on val) | {cfg.get('temperature', 1.0):.4f} |",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .specs import LABELS
 
-__all__ = ["Sample", "read_index", "IMAGE_EXTS", "list_images"]
+__all__ = ["Sample", "read_index", "cap_per_source", "IMAGE_EXTS", "list_images"]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -52,3 +52,14 @@ def read_index(data_dir: str | Path, split: str | None = None, sources: list[str
         for p in list_images(data_dir / label):
             out.append(Sample(p, LABELS.index(label), data_dir.name, str(p), split or "all"))
     return out
+
+
+def cap_per_source(samples: list, n: int, sources: list[str]) -> list:
+    """At most ``n`` items per source, evenly spaced through each source's items (so both
+    labels stay in), sources in the order given. Items need a ``source`` attribute."""
+    capped: list = []
+    for src in sources:
+        items = [v for v in samples if v.source == src]
+        step = max(1, len(items) // n)
+        capped += items[::step][:n]
+    return capped

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .augment import Augment
-from .data import Sample, read_index
+from .data import Sample, cap_per_source, read_index
 from .metrics import binary_metrics, fit_temperature, softmax_np
 from .preprocess import finish, prepare_face
 from .specs import ModelSpec, get_spec
@@ -180,12 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     train = read_index(args.data, "train", sources)
     val = read_index(args.data, "val", sources)
     if args.val_per_source:
-        capped = []
-        for src in sources:
-            items = [v for v in val if v.source == src]
-            step = max(1, len(items) // args.val_per_source)
-            capped += items[::step][: args.val_per_source]  # evenly spaced: both labels kept
-        val = capped
+        val = cap_per_source(val, args.val_per_source, sources)
     cache = Path(args.cache)
     t_start = time.time()
     xtr = _cache_arrays(train, spec, cache, "train")
@@ -231,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             sched.step()
         print(f"resumed from {out / 'resume'} at epoch {start_epoch} (best val AUC {best:.4f})", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    stage = 1 + _depth(init_record(args.init)) if args.init else 1  # continued runs are later stages
+    init = init_record(args.init) if args.init else None
+    stage = 1 + len(training_stages(init.get("training"))) if init else 1  # continued runs are later stages
     log_f = (out / "train_log.jsonl").open("a")
     dtype = torch.bfloat16
     for epoch in range(start_epoch, args.epochs):
@@ -286,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                     "log_loss_after": after["pooled"]["log_loss"]},
         },
     }
-    if args.init:
-        extra["training"]["init"] = init_record(args.init)
+    if init:
+        extra["training"]["init"] = init
     save_checkpoint(best_model, spec, out, temp, extra)
     print(json.dumps({"done": str(out), "temperature": temp, "val_mean_auc": after["mean_auc"],
                       "val_ece_before": before["pooled"]["ece"], "val_ece_after": after["pooled"]["ece"],
@@ -309,13 +305,13 @@ def init_record(folder: str | Path) -> dict:
     return rec
 
 
-def _depth(rec: dict) -> int:
-    """Number of training stages behind an :func:`init_record`."""
-    n, cur = 0, rec.get("training")
+def training_stages(training: dict | None) -> list[dict]:
+    """A checkpoint's training records, first stage first, following ``init.training`` links."""
+    chain, cur = [], training
     while cur:
-        n += 1
+        chain.append(cur)
         cur = (cur.get("init") or {}).get("training")
-    return n
+    return chain[::-1]
 
 
 def _cpu_bf16() -> bool:

@@ -10,9 +10,10 @@ configuration, never user input:
 A configured Hub that does not answer within ``DEEPFAKE_HUB_TIMEOUT`` seconds (default 5)
 is given up on for the rest of the process (until :func:`clear_cache`) and the local
 folder is used; the result says which source was used. A timeout or connection failure
-marks the whole Hub endpoint as down, so the other detectors do not each wait for it. Only safetensors are read: pickle files (``.bin``, ``.pt``, ``.pth``,
-``.ckpt``, ``.pkl``, ``.pickle``) are refused. Missing or corrupt weights raise :class:`WeightsError` naming the
-detector and the path; random weights are never substituted.
+marks the whole Hub endpoint as down, so the other detectors do not each wait for it.
+Only safetensors are read: pickle files (``.bin``, ``.pt``, ``.pth``, ``.ckpt``, ``.pkl``,
+``.pickle``) are refused. Missing or corrupt weights raise :class:`WeightsError` naming
+the detector and the path; random weights are never substituted.
 """
 from __future__ import annotations
 

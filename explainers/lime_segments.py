@@ -10,7 +10,6 @@ runtime. The README's choice of LIME superpixels comes from this table.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import warnings
 from pathlib import Path
@@ -40,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from detector.data import cap_per_source, read_index
     from detector.preprocess import preprocess
     from detector.weights import load_model
 
@@ -48,24 +48,19 @@ def main(argv: list[str] | None = None) -> int:
 
     lm = load_model(args.model, "cpu")
     spec, model = lm.spec, lm.model
-    with open(Path(args.data) / "index.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["split"] == args.split]
-    picked: list[dict] = []
-    for src in sorted({r["source"] for r in rows}):
-        items = [r for r in rows if r["source"] == src]
-        step = max(1, len(items) // args.per_source)
-        picked += items[::step][: args.per_source]
+    samples = read_index(args.data, args.split)
+    picked = cap_per_source(samples, args.per_source, sorted({v.source for v in samples}))
     ex = get_explainer("lime")
     rel: dict[int, list[float]] = {i: [] for i in range(len(CANDIDATES))}
     secs: dict[int, list[float]] = {i: [] for i in range(len(CANDIDATES))}
     for r in picked:
-        x = preprocess(str(Path(args.data) / r["path"]), spec, face_crop=False).tensor
+        x = preprocess(str(r.path), spec, face_crop=False).tensor
         with torch.no_grad():
             target = int(model(x).argmax())
         d0 = ex.explain(model, x, target=target, spec=spec, **{**ex.library_defaults, "seed": 0})
         d1 = ex.explain(model, x, target=target, spec=spec, **{**ex.library_defaults, "seed": 1})
         ceiling = spearman(d0.map, d1.map)
-        print(f"{r['path']}: {d0.extra['n_superpixels']} quickshift superpixels, ceiling {ceiling:.3f}, "
+        print(f"{Path(r.path).relative_to(args.data)}: {d0.extra['n_superpixels']} quickshift superpixels, ceiling {ceiling:.3f}, "
               f"default {d0.runtime_s:.2f} s", flush=True)
         for i, cand in enumerate(CANDIDATES):
             a = ex.explain(model, x, target=target, spec=spec, **cand)

@@ -72,7 +72,7 @@ def iter_panel(model, x, face: np.ndarray, target: int, spec=None, methods: list
     """Yield one :class:`PanelResult` per method as soon as it is computed (cheap methods first).
 
     With ``preview_first``, the first map that is drawn is also yielded before its
-    faithfulness score is computed (``pending=True``), then again complete: on a slow
+    faithfulness score is computed (``pending=True``), then again complete: on a large
     network the deletion/insertion passes cost more than the map itself, and the first
     map should appear at once.
     """

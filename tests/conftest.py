@@ -13,6 +13,22 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+def hooks_left(model) -> list[str]:
+    """Modules (and global registries) that still hold hooks."""
+    from torch.nn.modules import module as mm
+
+    left = []
+    for name, mod in model.named_modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            if getattr(mod, attr, None):
+                left.append(f"{name or '<root>'}.{attr}")
+    for attr in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks"):
+        if getattr(mm, attr, None):
+            left.append(attr)
+    return left
+
+
 def write_tiny_checkpoints(root: Path, names: tuple[str, ...] | None = None, seed: int = 0) -> Path:
     """Random-weight checkpoints for every detector (or ``names``) under ``root``."""
     import timm

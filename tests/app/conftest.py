@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
 #: Small explainer parameters (IG steps, SHAP samples, LIME samples) so /explain is fast.
 SMALL = {"ig_steps": 4, "shap_samples": 16, "lime_samples": 24}
+#: Every method, in the app's display order (the tests check the app against this list).
+ALL_METHODS = ["shap", "lime", "saliency", "lrp", "integrated_gradients", "gradcam"]
 #: Detector used where one is enough (the smallest).
 FAST_DETECTOR = "custom_cnn"
 #: Filled by the ``app_server`` fixture: how many models were loaded by ``import app``.

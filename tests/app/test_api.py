@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import FAST_DETECTOR, SMALL
-
-ALL_METHODS = ["shap", "lime", "saliency", "lrp", "integrated_gradients", "gradcam"]
+from .conftest import ALL_METHODS, FAST_DETECTOR, SMALL
 
 
 def _explain(client, path, detector=FAST_DETECTOR, methods=ALL_METHODS, whole_image=False):

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import ARTIFACTS, SMALL
+from .conftest import ALL_METHODS, ARTIFACTS, SMALL
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-METHODS = ["shap", "lime", "saliency", "lrp", "integrated_gradients", "gradcam"]
 
 HAVE_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
 
@@ -101,16 +100,21 @@ def page_factory(browser, request):
             p.close()
 
 
-def test_upload_streams_verdict_then_every_map(app_server, page_factory, mirrored_face):
-    url, _ = app_server
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+def _open_with_image(page_factory, url: str, image: Path):
+    """A 1280x1000 page on the app with ``image`` uploaded and the custom CNN chosen."""
     page = page_factory(viewport={"width": 1280, "height": 1000})
     page.goto(url)
     page.wait_for_selector("#run", timeout=60_000)
-
-    page.set_input_files("#input-image input[type=file]", str(mirrored_face))
+    page.set_input_files("#input-image input[type=file]", str(image))
     page.locator("#input-image img").first.wait_for(timeout=30_000)
     page.get_by_label("Custom CNN").check()
+    return page
+
+
+def test_upload_streams_verdict_then_every_map(app_server, page_factory, mirrored_face):
+    url, _ = app_server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = _open_with_image(page_factory, url, mirrored_face)
     page.get_by_text("Advanced").click()
     _set_slider(page, "integrated_gradients", SMALL["ig_steps"])
     _set_slider(page, "shap", SMALL["shap_samples"])
@@ -129,7 +133,7 @@ def test_upload_streams_verdict_then_every_map(app_server, page_factory, mirrore
     _assert_rendered(page, "face-clahe")
     grid = _assert_rendered(page, "map-grid")
     assert grid.shape[1] > 600  # several tiles
-    for m in METHODS:
+    for m in ALL_METHODS:
         page.click(f"button[role=tab][data-tab-id=tab-{m}]")
         _assert_rendered(page, f"map-{m}")
         info = page.inner_text(f"#info-{m}")
@@ -164,12 +168,7 @@ def test_stop_then_run_again(app_server, page_factory, face_image, tmp_path):
     img = tmp_path / "rotated.png"
     with Image.open(face_image) as im:
         im.rotate(8).save(img)
-    page = page_factory(viewport={"width": 1280, "height": 1000})
-    page.goto(url)
-    page.wait_for_selector("#run", timeout=60_000)
-    page.set_input_files("#input-image input[type=file]", str(img))
-    page.locator("#input-image img").first.wait_for(timeout=30_000)
-    page.get_by_label("Custom CNN").check()
+    page = _open_with_image(page_factory, url, img)
     for _ in range(3):
         page.click("#run")
     page.wait_for_function("/Scoring|maps done/.test(document.querySelector('#status').innerText)", timeout=30_000)

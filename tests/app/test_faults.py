@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FAST_DETECTOR, ROOT, SMALL, free_port
+from tests.conftest import hooks_left
 
-ALL_METHODS = ["shap", "lime", "saliency", "lrp", "integrated_gradients", "gradcam"]
-
+from .conftest import ALL_METHODS, FAST_DETECTOR, ROOT, SMALL, free_port
 
 def _truncate_weights(folder: Path) -> None:
     f = folder / "model.safetensors"
@@ -103,12 +102,6 @@ def test_failing_explainer_reports_in_its_tab_and_others_arrive(app_server, clie
     assert report["methods"]["shap"]["status"] == "ok" and not report["methods"]["shap"]["cached"]
 
 
-def _hooks(model) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_full_backward_hooks", {}) or {}) + len(getattr(m, "_full_backward_pre_hooks", {}) or {})
-               for m in model.modules())
-
-
 def _queue_idle(app, timeout: float = 120) -> bool:
     end = time.time() + timeout
     while time.time() < end:
@@ -148,7 +141,7 @@ def test_client_disconnect_mid_explanation_leaks_nothing(app_server, client, fac
                 break  # first bytes (heartbeat or progress), then hang up
     assert _queue_idle(app), "the job never ended after the client left"
     for (name, _dev), lm in list(dw._cache.items()):
-        assert _hooks(lm.model) == 0, f"hooks left on {name}"
+        assert hooks_left(lm.model) == [], f"hooks left on {name}"
     r = client.predict(handle_file(str(face_image)), FAST_DETECTOR, False, api_name="/predict")
     assert r["label"] in ("fake", "real")
     time.sleep(1)

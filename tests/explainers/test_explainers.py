@@ -16,6 +16,7 @@ from detector.specs import get_spec
 from explainers.faithfulness import deletion_insertion
 from explainers.panel import iter_panel
 from explainers.render import grid, overlay, save_map_npy
+from tests.conftest import hooks_left
 
 METHODS = list(E.METHOD_ORDER)
 
@@ -33,22 +34,6 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
     return float(spearmanr(np.ravel(a), np.ravel(b)).statistic)
-
-
-def hooks_left(model) -> list[str]:
-    """Modules (and global registries) that still hold hooks."""
-    from torch.nn.modules import module as mm
-
-    left = []
-    for name, mod in model.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            if getattr(mod, attr, None):
-                left.append(f"{name or '<root>'}.{attr}")
-    for attr in ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                 "_global_backward_pre_hooks"):
-        if getattr(mm, attr, None):
-            left.append(attr)
-    return left
 
 
 def param_state(model) -> dict:
