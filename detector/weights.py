@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WeightsError
+from .settings import current
 from .specs import LABELS, SPECS, ModelSpec, get_spec
 
 __all__ = ["LoadedModel", "WEIGHTS_FILE", "CONFIG_FILE", "PICKLE_SUFFIXES", "pick_device", "hub_repo_for",
@@ -57,7 +58,7 @@ def pick_device(requested: str | None = None) -> str:
     """``requested`` or ``$DEEPFAKE_DEVICE`` if set, else CUDA, then MPS, then CPU."""
     import torch
 
-    want = requested or os.environ.get("DEEPFAKE_DEVICE")
+    want = requested or current().device
     if want:
         if want.startswith("cuda") and not torch.cuda.is_available():
             raise WeightsError(f"Device {want!r} was requested but CUDA is not available.")
@@ -72,13 +73,7 @@ def pick_device(requested: str | None = None) -> str:
 
 def hub_repo_for(spec: ModelSpec) -> str | None:
     """The Hub repo configured for ``spec`` (per-model variable, then org, then spec default)."""
-    per_model = os.environ.get(f"DEEPFAKE_HUB_REPO_{spec.name.upper()}")
-    if per_model:
-        return per_model
-    org = os.environ.get("DEEPFAKE_HUB_ORG")
-    if org:
-        return f"{org}/{spec.name}"
-    return spec.hub_repo
+    return current().hub_repo(spec.name) or spec.hub_repo
 
 
 def _register() -> None:
@@ -239,7 +234,7 @@ def _resolve(spec: ModelSpec, device: str) -> LoadedModel:
     if repo and down and repo not in _hub_failed:
         _hub_failed[repo] = f"the Hub did not answer earlier: {down}"[:300]
     if repo and repo not in _hub_failed:
-        timeout = float(os.environ.get("DEEPFAKE_HUB_TIMEOUT", 5))
+        timeout = current().hub_timeout
         try:
             folder = _hub_snapshot(repo, timeout)
             model, cfg = load_checkpoint_dir(folder, spec, device)
