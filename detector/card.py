@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from .metrics import fmt_metric as _fmt
 from .specs import get_spec
 from .train import training_stages
 
@@ -23,10 +24,6 @@ LIMITS = """\
   approximates the training crops.
 - A detector's score is evidence, not proof. Do not use it as the only basis for a decision about a person.
 """
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.4f}"
 
 
 def render_card(name: str) -> str:
@@ -67,14 +64,8 @@ def render_card(name: str) -> str:
     else:
         lines.append("From scratch (random init). No ImageNet or VGG-Face weights are reachable on the training "
                      "machines.")
-    if name == "vggface16":
-        lines.append("With the original VGG-Face weights (`vgg_face_dag.pth`), start from them with "
-                     "`python -m detector.vggface_convert vgg_face_dag.pth --out checkpoints/vggface16_init` and "
-                     "`python -m detector.train --model vggface16 --init checkpoints/vggface16_init --data DIR`.")
-    elif name == "densenet121":
-        lines.append("With ImageNet weights available, load timm's `densenet121` pretrained weights into the model "
-                     "before training (`timm.create_model('densenet121', pretrained=True, num_classes=2)`, saved with "
-                     "`detector.weights.save_checkpoint`) and pass that folder to `detector.train --init`.")
+    if spec.notes:
+        lines.append(spec.notes)
     lines += ["", "## Training", ""]
     if len(stages) > 1:
         total = sum(st.get("train_seconds", 0) for st in stages)

@@ -3,10 +3,24 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["binary_metrics", "ece", "fit_temperature", "softmax_np"]
+from typing import Any
+
+__all__ = ["binary_metrics", "ece", "fit_temperature", "softmax_np", "fmt_metric"]
+
+
+def fmt_metric(v: Any) -> str:
+    """A metric as a Markdown table cell: floats with 4 decimals, None empty, ``|`` escaped."""
+    if isinstance(v, bool) or v is None:
+        return "" if v is None else str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v).replace("|", "/")
 
 
 def softmax_np(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` (numerically stable)."""
     z = logits / temperature
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)

@@ -21,7 +21,9 @@ import torch
 from torch import nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-__all__ = ["CustomCNN", "VGGFace16", "srm_kernels", "VGG16_CFG"]
+from .specs import SPECS
+
+__all__ = ["CustomCNN", "VGGFace16", "srm_kernels", "VGG16_CFG", "OWN_ARCHITECTURES"]
 
 
 def srm_kernels() -> np.ndarray:
@@ -38,8 +40,51 @@ def srm_kernels() -> np.ndarray:
     return np.stack([k1, k2, k3])
 
 
-class CustomCNN(nn.Module):
-    """Small forensic CNN: fixed high-pass stem + 4 conv stages (~1 M parameters)."""
+class _PooledLinearHead(nn.Module):
+    """Shared classifier head: global average pooling, flatten, dropout, linear ``fc``.
+
+    Subclasses build ``features`` and call :meth:`_init_head`; the module names
+    (``global_pool``, ``flatten``, ``head_drop``, ``fc``) are the checkpoints' state_dict keys.
+    """
+
+    num_features: int
+    num_classes: int
+
+    def _init_head(self, num_features: int, num_classes: int, drop_rate: float) -> None:
+        self.num_features = num_features
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pooled features (``pre_logits``) or logits from a feature map."""
+        x = self.flatten(self.global_pool(x))
+        if pre_logits:
+            return x
+        return self.fc(self.head_drop(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of a normalised batch."""
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        """The final linear layer (timm API)."""
+        return self.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new, untrained final layer with ``num_classes`` outputs (timm API)."""
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+
+class CustomCNN(_PooledLinearHead):
+    """Small forensic CNN: fixed high-pass stem + 4 conv stages (0.66 M parameters at the default widths)."""
+
+    first_conv = "highpass"
 
     def __init__(self, num_classes: int = 2, in_chans: int = 3, widths: tuple[int, ...] = (24, 48, 96, 192),
                  drop_rate: float = 0.2, **kwargs) -> None:
@@ -66,41 +111,24 @@ class CustomCNN(nn.Module):
             layers[f"pool{s}"] = nn.MaxPool2d(2)
             c_in = c
         self.features = nn.Sequential(layers)
-        self.num_features = c_in
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-        self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(c_in, num_classes)
+        self._init_head(c_in, num_classes, drop_rate)
         for m in self.features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature map after the high-pass stem and the conv stages."""
         return self.features(self.highpass(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.flatten(self.global_pool(x))
-        if pre_logits:
-            return x
-        return self.fc(self.head_drop(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
 
 
 # (block, number of convs, width) of VGG-16 / VGG-Face.
 VGG16_CFG: tuple[tuple[int, int, int], ...] = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 
 
-class VGGFace16(nn.Module):
+class VGGFace16(_PooledLinearHead):
     """VGG-Face's 13-conv VGG-16 stack (with BatchNorm) and a compact 2-class head."""
+
+    first_conv = "features.conv1_1"
 
     def __init__(self, num_classes: int = 2, in_chans: int = 3, drop_rate: float = 0.5, **kwargs) -> None:
         super().__init__()
@@ -115,34 +143,15 @@ class VGGFace16(nn.Module):
                 c_in = c
             layers[f"pool{block}"] = nn.MaxPool2d(2)
         self.features = nn.Sequential(layers)
-        self.num_features = c_in
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-        self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(c_in, num_classes)
+        self._init_head(c_in, num_classes, drop_rate)
         for m in self.features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature map after the 13 convolutions."""
         return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.flatten(self.global_pool(x))
-        if pre_logits:
-            return x
-        return self.fc(self.head_drop(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
 
 
 def _cfg(input_size: tuple[int, int, int], mean: tuple[float, ...], std: tuple[float, ...], **kw) -> dict:
@@ -151,13 +160,15 @@ def _cfg(input_size: tuple[int, int, int], mean: tuple[float, ...], std: tuple[f
             "classifier": "fc", "license": "cc-by-nc-sa-4.0", **kw}
 
 
-# Default preprocessing lives in detector.specs; these mirror it so that timm's own
-# config resolution (``timm.data.resolve_data_config``) agrees with the app.
+#: The architectures this module registers with timm, by timm name.
+OWN_ARCHITECTURES: dict[str, type[_PooledLinearHead]] = {"custom_cnn": CustomCNN, "vggface16": VGGFace16}
+
+# Default preprocessing lives in detector.specs; the timm configs are derived from it so that
+# timm's own config resolution (``timm.data.resolve_data_config``) agrees with the app.
 default_cfgs = generate_default_cfgs({
-    "custom_cnn.untrained": _cfg((3, 160, 160), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), first_conv="highpass"),
-    "vggface16.untrained": _cfg((3, 112, 112), (129.186279296875 / 255, 104.76238250732422 / 255, 93.59396362304688 / 255),
-                                (0.25, 0.25, 0.25),
-                                first_conv="features.conv1_1"),
+    f"{spec.architecture}.untrained": _cfg((3, spec.input_size, spec.input_size), tuple(spec.mean), tuple(spec.std),
+                                           first_conv=OWN_ARCHITECTURES[spec.architecture].first_conv)
+    for spec in SPECS.values() if spec.architecture in OWN_ARCHITECTURES
 })
 
 

@@ -1,12 +1,13 @@
 """Detector specifications: one frozen dataclass per detector, in one registry.
 
 Everything that differs between detectors (architecture, input size, normalisation,
-label order, Grad-CAM layer, where the weights live) is written here once; the
-preprocessing, loader, explainers and app read it from here.
+label order, Grad-CAM layer, where the weights live, latency target, frozen
+parameters, model-card notes) is written here once; the preprocessing, loader,
+explainers, benchmark, CI guard and app read it from here. Adding a detector is one
+``ModelSpec`` below plus its ``checkpoints/<name>/`` folder.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,9 @@ CHECKPOINT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 
 def checkpoint_root() -> Path:
     """Checkpoint folder: ``$DEEPFAKE_CHECKPOINTS`` if set, else the repo's ``checkpoints/``."""
-    return Path(os.environ.get("DEEPFAKE_CHECKPOINTS", CHECKPOINT_ROOT))
+    from .settings import current
+
+    return Path(current().checkpoints)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,9 @@ class ModelSpec:
     hub_repo: str | None = None  #: default Hub repo (None: local only unless configured)
     description: str = ""
     lrp_exact: bool = True  #: False where LRP can only be approximate (DenseNet concatenations)
+    latency_target_ms: float = 300.0  #: target for CLAHE + resize + forward, batch 1 (``detector.bench``)
+    frozen_params: tuple[str, ...] = ()  #: parameter names that training must not update
+    notes: str = ""  #: model-card text on initialisation from pretrained weights (``detector.card``)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -48,10 +54,12 @@ class ModelSpec:
 
     @property
     def num_classes(self) -> int:
+        """Number of output classes (2)."""
         return len(self.label_names)
 
     @property
     def fake_index(self) -> int:
+        """Index of "fake" in ``label_names`` (the class whose probability is ``p_fake``)."""
         return self.label_names.index("fake")
 
 
@@ -69,6 +77,10 @@ SPECS: dict[str, ModelSpec] = {
             std=(0.25, 0.25, 0.25),
             gradcam_layer="features.relu5_3",
             description="VGG-16 convolutional stack of VGG-Face with a compact head.",
+            latency_target_ms=300.0,
+            notes="With the original VGG-Face weights (`vgg_face_dag.pth`), start from them with "
+                  "`python -m detector.vggface_convert vgg_face_dag.pth --out checkpoints/vggface16_init` and "
+                  "`python -m detector.train --model vggface16 --init checkpoints/vggface16_init --data DIR`.",
         ),
         ModelSpec(
             name="densenet121",
@@ -80,6 +92,10 @@ SPECS: dict[str, ModelSpec] = {
             gradcam_layer="features.norm5",
             description="timm's DenseNet-121, two classes.",
             lrp_exact=False,
+            latency_target_ms=120.0,
+            notes="With ImageNet weights available, load timm's `densenet121` pretrained weights into the model "
+                  "before training (`timm.create_model('densenet121', pretrained=True, num_classes=2)`, saved with "
+                  "`detector.weights.save_checkpoint`) and pass that folder to `detector.train --init`.",
         ),
         ModelSpec(
             name="custom_cnn",
@@ -90,6 +106,8 @@ SPECS: dict[str, ModelSpec] = {
             std=(0.25, 0.25, 0.25),
             gradcam_layer="features.relu4_2",
             description="Our forensic CNN: fixed SRM high-pass stem, 4 conv stages, 0.66 M parameters.",
+            latency_target_ms=30.0,
+            frozen_params=("highpass.weight",),
         ),
     )
 }

@@ -79,7 +79,8 @@ def _resize(img: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np
     return cv2.resize(img, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
 
 
-def _fmt(v: float) -> str:
+def _tick(v: float) -> str:
+    """A colour-bar tick label (2 significant digits)."""
     return f"{v:.2g}" if (abs(v) >= 1e-2 or v == 0) else f"{v:.1e}"
 
 
@@ -110,10 +111,10 @@ def overlay(face: np.ndarray, attr: np.ndarray, signed: bool, alpha: float = 0.5
 
     label = target_label or "target"
     if signed:  # numbers under the bar's ends and centre, then the meaning of each side
-        rows = [(f"-{_fmt(scale)}", "0", f"+{_fmt(scale)}"), (f"against {label}", "", f"toward {label}")]
+        rows = [(f"-{_tick(scale)}", "0", f"+{_tick(scale)}"), (f"against {label}", "", f"toward {label}")]
         colours = ((33, 102, 172), (0, 0, 0), (178, 24, 43))
     else:
-        rows = [("0", "importance", _fmt(scale))]
+        rows = [("0", "importance", _tick(scale))]
         colours = ((0, 0, 0),) * 3
     pad = 4
     fs = max(11, W // 22)
