@@ -161,6 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/resume/")
     ap.add_argument("--init", default=None,
                     help="start from this checkpoint folder (e.g. VGG-Face weights from detector.vggface_convert)")
+    ap.add_argument("--pretrained", default=None,
+                    help="start from ImageNet weights of detector.pretrained (e.g. efficientnet_lite0); new head")
+    ap.add_argument("--freeze-blocks", type=int, default=None, metavar="K",
+                    help="EfficientNet-style models: freeze the stem and blocks[:K], cache their outputs once "
+                         "(detector.feature_cache) and train the rest on the cache")
+    ap.add_argument("--flip-features", type=float, default=0.5,
+                    help="with --freeze-blocks: probability of mirroring a cached feature map")
+    ap.add_argument("--drop-rate", type=float, default=None, help="classifier dropout (timm models)")
+    ap.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate (timm models)")
+    ap.add_argument("--max-minutes", type=float, default=0,
+                    help="stop after the epoch that passes this wall time (0: no limit); the best checkpoint "
+                         "so far is calibrated and kept")
     args = ap.parse_args(argv)
 
     import timm
@@ -199,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ds = _TrainSet(xtr, ytr, spec, args.seed)
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
                                          drop_last=True, persistent_workers=args.workers > 0)
+    kw = {k: v for k, v in (("drop_rate", args.drop_rate), ("drop_path_rate", args.drop_path)) if v is not None}
+    pretrained_rec = None
     if args.init:
         from .weights import load_checkpoint_dir
 
@@ -207,8 +221,17 @@ def main(argv: list[str] | None = None) -> int:
             p.requires_grad_(True)
         if spec.architecture == "custom_cnn":
             model.highpass.weight.requires_grad_(False)
+    elif args.pretrained:
+        model, pretrained_rec = _from_pretrained(args.pretrained, spec, kw)
+        model = model.to(device)
     else:
-        model = timm.create_model(spec.architecture, num_classes=spec.num_classes).to(device)
+        model = timm.create_model(spec.architecture, num_classes=spec.num_classes, **kw).to(device)
+    frozen = None
+    if args.freeze_blocks is not None:
+        frozen = _freeze(model, args.freeze_blocks, spec, cache, xtr, xva, device,
+                         key=f"{args.init or args.pretrained or 'random'}")
+        ftr, fva, suffix = frozen["train"], frozen["val"], frozen["suffix"]
+        loader = _FeatureBatches(ftr, ytr, sampler, args.batch_size, args.flip_features, args.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
@@ -234,10 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         model.train()
         t0, tot, n = time.time(), 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", file=sys.stderr, mininterval=10)
+        net = frozen["suffix"] if frozen else model
         for x, y in bar:
             x, y = x.to(device), y.to(device)
             with torch.autocast(device.split(":")[0], dtype=dtype, enabled=amp):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+                loss = torch.nn.functional.cross_entropy(net(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -245,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             tot += float(loss.detach()) * len(y)
             n += len(y)
             bar.set_postfix(loss=f"{tot / n:.4f}", refresh=False)
-        lv = _logits(model, xva, spec, device, amp)
+        lv = _feature_logits(frozen["suffix"], fva, device, amp) if frozen else _logits(model, xva, spec, device, amp)
         rep = _val_report(lv, yva, sva)
         val_loss = rep["pooled"]["log_loss"]
         rec = {"stage": stage, "epoch": epoch + 1, "train_loss": tot / max(1, n), "val_loss": val_loss,
@@ -259,11 +283,19 @@ def main(argv: list[str] | None = None) -> int:
             best = rep["mean_auc"]
             save_checkpoint(model, spec, out, 1.0, {"best_epoch": epoch + 1})
         _save_state(out, model, opt, epoch + 1, best, history)
+        if args.max_minutes and time.time() - t_start > 60 * args.max_minutes and epoch + 1 < args.epochs:
+            print(f"stopping after epoch {epoch + 1}: --max-minutes {args.max_minutes:g} reached", file=sys.stderr)
+            break
     # Calibrate the best checkpoint on val.
     from .weights import load_checkpoint_dir
 
     best_model, cfg = load_checkpoint_dir(out, spec, device)
-    lv = _logits(best_model, xva, spec, device, False)
+    if frozen:
+        from .feature_cache import Suffix
+
+        lv = _feature_logits(Suffix(best_model, args.freeze_blocks), fva, device, False)
+    else:
+        lv = _logits(best_model, xva, spec, device, False)
     temp = fit_temperature(lv, yva)
     before = _val_report(lv, yva, sva)
     after = _val_report(lv, yva, sva, temp)
@@ -284,11 +316,127 @@ def main(argv: list[str] | None = None) -> int:
     }
     if init:
         extra["training"]["init"] = init
+    if pretrained_rec:
+        extra["training"]["pretrained"] = pretrained_rec
+    if frozen:
+        extra["training"]["frozen_prefix"] = {
+            "blocks": args.freeze_blocks, "flip_features": args.flip_features,
+            "feature_cache_seconds": frozen["seconds"],
+            "check_max_abs_logit_diff": _check_split(best_model, args.freeze_blocks, xva, fva, spec)}
+    if kw:
+        extra["training"].update(kw)
+    extra["training"]["epochs_run"] = len([h for h in history if h.get("stage", stage) == stage])
     save_checkpoint(best_model, spec, out, temp, extra)
     print(json.dumps({"done": str(out), "temperature": temp, "val_mean_auc": after["mean_auc"],
                       "val_ece_before": before["pooled"]["ece"], "val_ece_after": after["pooled"]["ece"],
                       "train_seconds": round(train_s, 1)}), flush=True)
     return 0
+
+
+def _from_pretrained(name: str, spec: ModelSpec, kw: dict):
+    """A timm model with ImageNet weights from :mod:`detector.pretrained` and a new 2-class head."""
+    import timm
+
+    from .pretrained import SOURCES, load_pretrained_state
+
+    src = SOURCES.get(name)
+    if src is None:
+        raise SystemExit(f"unknown --pretrained {name!r}; known: {', '.join(SOURCES)}")
+    if src.timm_arch != spec.architecture:
+        raise SystemExit(f"--pretrained {name} is for {src.timm_arch}, but {spec.name} is {spec.architecture}")
+    if tuple(src.mean) != tuple(spec.mean) or tuple(src.std) != tuple(spec.std):
+        raise SystemExit(f"{spec.name}'s mean/std {spec.mean}/{spec.std} differ from what {name} was trained with "
+                         f"({src.mean}/{src.std})")
+    model = timm.create_model(spec.architecture, num_classes=spec.num_classes, **kw)
+    head = model.get_classifier()
+    sd = {k: v for k, v in load_pretrained_state(name).items() if not k.startswith(_head_prefix(model, head))}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if unexpected or any(not k.startswith(_head_prefix(model, head)) for k in missing):
+        raise SystemExit(f"pretrained {name} does not fit {spec.architecture}: missing {missing}, unexpected {unexpected}")
+    return model, src.record()
+
+
+def _head_prefix(model, head) -> str:
+    for n, m in model.named_modules():
+        if m is head:
+            return n + "."
+    raise ValueError("classifier not found")
+
+
+def _freeze(model, k: int, spec: ModelSpec, cache: Path, xtr: np.ndarray, xva: np.ndarray, device: str,
+            key: str) -> dict:
+    """Freeze stem + blocks[:k], cache their outputs for train and val, leave the rest trainable."""
+    import torch
+
+    from .feature_cache import Prefix, Suffix, cache_features
+
+    prefix, suffix = Prefix(model, k), Suffix(model, k)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for m in suffix.trainable_modules():
+        for p in m.parameters():
+            p.requires_grad_(True)
+    h = hashlib.sha1()
+    for n, v in prefix.state_dict().items():
+        h.update(n.encode())
+        h.update(v.detach().cpu().float().numpy().tobytes())
+    ident = f"{spec.name}|{spec.architecture}|k={k}|{h.hexdigest()}|{PREP_VERSION}|{key}"
+    prep = lambda a: finish(a, spec)[0]  # noqa: E731  (the inference preprocessing, no augmentation)
+    t0 = time.time()
+    ftr = cache_features(prefix, xtr, prep, cache, "train", ident + f"|{getattr(xtr, 'filename', len(xtr))}",
+                         device=device)
+    fva = cache_features(prefix, xva, prep, cache, "val", ident + f"|{getattr(xva, 'filename', len(xva))}",
+                         device=device)
+    torch.manual_seed(0)
+    return {"train": ftr, "val": fva, "suffix": suffix, "seconds": round(time.time() - t0, 1)}
+
+
+class _FeatureBatches:
+    """Batches of cached features drawn by ``sampler``, with optional left-right mirroring."""
+
+    def __init__(self, feats: np.ndarray, labels: np.ndarray, sampler, batch: int, p_flip: float, seed: int) -> None:
+        import torch
+
+        self.feats, self.labels, self.sampler, self.batch, self.p_flip = feats, labels, sampler, batch, p_flip
+        self.gen = torch.Generator().manual_seed(seed + 1)
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.batch
+
+    def __iter__(self):
+        import torch
+
+        from .feature_cache import flip_features
+
+        idx = list(self.sampler)
+        for s in range(0, len(self) * self.batch, self.batch):
+            b = np.asarray(idx[s:s + self.batch])
+            order = np.argsort(b)  # sorted reads from the memory map
+            x = torch.from_numpy(np.asarray(self.feats[b[order]], dtype=np.float32))
+            y = torch.from_numpy(self.labels[b[order]].astype(np.int64))
+            yield flip_features(x, self.p_flip, self.gen), y
+
+
+def _feature_logits(suffix, feats: np.ndarray, device: str, amp: bool, batch: int = 128) -> np.ndarray:
+    import torch
+
+    suffix.eval()
+    out = []
+    with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
+        for s in range(0, len(feats), batch):
+            x = torch.from_numpy(np.asarray(feats[s:s + batch], dtype=np.float32)).to(device)
+            out.append(suffix(x).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def _check_split(model, k: int, xva: np.ndarray, fva: np.ndarray, spec: ModelSpec, n: int = 8) -> float:
+    """Max |logit difference| between the full model on images and the suffix on cached features
+    (fp16 storage of the cache is the only difference)."""
+    from .feature_cache import Suffix
+
+    full = _logits(model, xva[:n], spec, "cpu", False)
+    part = _feature_logits(Suffix(model, k), fva[:n], "cpu", False)
+    return float(np.abs(full - part).max())
 
 
 def init_record(folder: str | Path) -> dict:
