@@ -11,8 +11,11 @@ two together; training calls the same two functions with an ``augment`` callable
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +24,14 @@ from typing import Callable, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, ImageSequence, UnidentifiedImageError
 
-from .errors import InputError, NoFaceError
+from .errors import InputError, NoFaceError, WeightsError
 from .specs import ModelSpec
 
 __all__ = [
-    "CLAHE_CLIP_LIMIT", "CLAHE_TILE_GRID", "FACE_CROP_SCALE", "MAX_PIXELS", "ImageSource",
-    "LoadedImage", "Preprocessed", "load_image", "detect_face", "detect_faces", "crop_face", "center_square", "resize", "apply_clahe",
+    "CLAHE_CLIP_LIMIT", "CLAHE_TILE_GRID", "DETECT_FALLBACK_SIDE", "DETECT_MAX_SIDE", "FACE_CROP_SCALE", "FACE_CROP_SHIFT",
+    "FACE_SCORE_THRESHOLD", "MAX_PIXELS", "YUNET_PATH", "YUNET_SHA256", "Face", "FaceFrame", "ImageSource",
+    "LoadedImage", "Preprocessed", "load_image", "detect_faces_full", "detect_faces", "detect_face", "face_frame",
+    "align_face", "level_eyes", "crop_face", "pad_for_detection", "center_square", "resize", "apply_clahe",
     "normalize", "prepare_face", "finish", "preprocess",
 ]
 
@@ -34,16 +39,27 @@ __all__ = [
 CLAHE_CLIP_LIMIT: float = 2.0
 CLAHE_TILE_GRID: tuple[int, int] = (8, 8)
 
-#: Side of the square face crop as a multiple of the Haar face box side. Set from
-#: ``python -m detector.facestats --data ../shared/datasets/faces --split val``: the
-#: dataset's own crops measure a median image/box side ratio of 1.01 (dfdc, tight crops)
-#: and 1.47 (gan140k); 1.2 sits between the two (their geometric mean, 1.22), so crops
-#: from full photos are framed like the training crops.
-FACE_CROP_SCALE: float = 1.2
-#: Grey border added around the image before face detection (fraction of the longer side).
+#: YuNet score threshold: lowest score reported as a face. See the module docstring for the evidence.
+FACE_SCORE_THRESHOLD: float = 0.65
+#: YuNet's non-maximum-suppression IoU threshold (OpenCV's default).
+FACE_NMS_THRESHOLD: float = 0.3
+#: Longer side an image is shrunk to before detection (only for finding faces; crops use full resolution).
+DETECT_MAX_SIDE: int = 320
+#: When nothing is found in a larger image, detection is retried once at this longer side (small faces).
+DETECT_FALLBACK_SIDE: int = 640
+#: Grey border added around the image for the retry when no face is found (fraction of the longer side).
 FACE_DETECT_PAD: float = 0.25
-#: Vertical shift of the crop centre, as a fraction of the box side (Haar boxes sit high).
-FACE_CROP_SHIFT: float = 0.05
+#: Side of the aligned square crop as a multiple of the upright face box side (see the module docstring).
+FACE_CROP_SCALE: float = 1.05
+#: Crop centre below the face box centre, in face box sides (negative: above).
+FACE_CROP_SHIFT: float = -0.02
+#: Landmark refinement (:func:`face_frame`): canvas side in px, canvas side / face box side, passes,
+#: stop when the residual eye angle is below this many degrees, score threshold on the close-up.
+REFINE_SIZE: int = 320
+REFINE_CONTEXT: float = 1.33
+REFINE_PASSES: int = 2
+REFINE_TOLERANCE: float = 2.0
+REFINE_SCORE_THRESHOLD: float = 0.3
 
 #: Largest number of pixels we decode (decompression-bomb guard). Override with
 #: ``DEEPFAKE_MAX_PIXELS``.
@@ -212,54 +228,147 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     return img.convert("RGB")
 
 
-_CASCADES: list = []
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+#: YuNet (Wu, Peng, Yu 2023; MIT licence, see ``models/README.md``), run by ``cv2.FaceDetectorYN``.
+YUNET_PATH: Path = _REPO_ROOT / "models" / "face_detection_yunet_2023mar.onnx"
+YUNET_SHA256: str = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+
+_yunet_bytes: bytes | None = None
+_yunet_lock = threading.Lock()
+_local = threading.local()
 
 
-def _cascades() -> list:
-    if not _CASCADES:
+def _model_bytes() -> bytes:
+    """The YuNet ONNX file, read and sha256-checked once per process."""
+    global _yunet_bytes
+    with _yunet_lock:
+        if _yunet_bytes is None:
+            path = Path(YUNET_PATH)
+            if not path.is_file():
+                raise WeightsError(f"The face detector model is missing: {path} (it ships with the repository in "
+                                   "models/; restore it with git checkout models/).")
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != YUNET_SHA256:
+                raise WeightsError(f"The face detector model {path.name} is corrupt or was replaced: sha256 {digest}, "
+                                   f"expected {YUNET_SHA256}. Restore it with git checkout models/.")
+            _yunet_bytes = data
+        return _yunet_bytes
+
+
+def _detector():
+    """This thread's ``cv2.FaceDetectorYN`` (it is stateful: input size and threshold are set per call)."""
+    data = _model_bytes()
+    det = getattr(_local, "det", None)
+    if det is None or getattr(_local, "src", None) is not data:
         import cv2
 
-        for fname in ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml"):
-            c = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, fname))
-            if c.empty():
-                raise RuntimeError(f"OpenCV Haar cascade {fname} is missing (is opencv-python-headless<5 installed?)")
-            _CASCADES.append(c)
-    return _CASCADES
+        buf = np.frombuffer(data, np.uint8)
+        det = cv2.FaceDetectorYN.create("onnx", buf, np.zeros(0, np.uint8), (320, 320), FACE_SCORE_THRESHOLD,
+                                        FACE_NMS_THRESHOLD, 5000)
+        _local.det, _local.src = det, data
+    return det
 
 
-def _haar(rgb: np.ndarray, max_side: int) -> list[tuple[int, int, int, int]]:
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in the coordinates of the image it was detected in.
+
+    ``landmarks`` are YuNet's five points in its order: the subject's right eye (image left in
+    a frontal photo), left eye, nose tip, right mouth corner, left mouth corner.
+    """
+
+    box: tuple[int, int, int, int]  #: (x, y, w, h); may extend past the image for tight crops
+    landmarks: tuple[tuple[float, float], ...]  #: 5 (x, y) points
+    score: float  #: YuNet's confidence, 0..1
+
+    @property
+    def eye_angle(self) -> float:
+        """Angle of the line from the right to the left eye, degrees (positive: tilted clockwise)."""
+        (rx, ry), (lx, ly) = self.landmarks[0], self.landmarks[1]
+        return math.degrees(math.atan2(ly - ry, lx - rx))
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """Where a face is once its landmarks are refined: centre, upright box side and in-plane angle."""
+
+    center: tuple[float, float]  #: face box centre (x, y) in image coordinates
+    size: float  #: side of the face box (its larger side) measured with the eyes level, pixels
+    angle: float  #: eye-line angle in degrees; rotating the image by it about ``center`` levels the eyes
+
+
+def _yunet(rgb: np.ndarray, score_threshold: float) -> list[Face]:
+    """Run YuNet once on an RGB image (any size >= 1 px); faces in that image's coordinates."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    if h < 32 or w < 32:  # the network needs a few strides of input
+        bgr = cv2.copyMakeBorder(bgr, 0, max(0, 32 - h), 0, max(0, 32 - w), cv2.BORDER_CONSTANT, value=(127,) * 3)
+    det = _detector()
+    det.setInputSize((bgr.shape[1], bgr.shape[0]))
+    det.setScoreThreshold(float(score_threshold))
+    _, found = det.detect(bgr)
+    faces = []
+    for row in [] if found is None else found:
+        x, y, bw, bh = (float(v) for v in row[:4])
+        pts = tuple((float(row[4 + 2 * i]), float(row[5 + 2 * i])) for i in range(5))
+        faces.append(Face((int(round(x)), int(round(y)), int(round(bw)), int(round(bh))), pts, float(row[14])))
+    return faces
+
+
+def _scaled(face: Face, scale: float, dx: float = 0.0, dy: float = 0.0) -> Face:
+    x, y, w, h = face.box
+    box = (int(round(x / scale + dx)), int(round(y / scale + dy)), int(round(w / scale)), int(round(h / scale)))
+    pts = tuple((px / scale + dx, py / scale + dy) for px, py in face.landmarks)
+    return Face(box, pts, face.score)
+
+
+def _detect_once(rgb: np.ndarray, max_side: int, score_threshold: float) -> list[Face]:
     import cv2
 
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    small = rgb
     if scale < 1.0:
-        gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    gray = cv2.equalizeHist(gray)
-    min_size = max(20, int(min(gray.shape) * 0.08))
-    for cascade in _cascades():
-        found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
-        if len(found):
-            return [tuple(int(round(v / scale)) for v in f) for f in found]
-    return []
+        small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return [_scaled(f, scale) if scale < 1.0 else f for f in _yunet(small, score_threshold)]
 
 
-def detect_faces(rgb: np.ndarray, max_side: int = 640) -> list[tuple[int, int, int, int]]:
-    """All face boxes (x, y, w, h), largest first, found by OpenCV's Haar cascades.
-
-    If nothing is found, detection is retried on the image padded by 25% with grey: in
-    tight face crops the face touches the border and the cascade misses it (dfdc val
-    found rate 28% without the retry, 82% with it; see README). Boxes may then extend past the image;
-    :func:`crop_face` pads as needed.
-    """
+def pad_for_detection(rgb: np.ndarray, frac: float = FACE_DETECT_PAD) -> tuple[np.ndarray, int]:
+    """The image with a grey border of ``frac`` x its longer side on every edge, and that border's width."""
     import cv2
 
-    faces = _haar(rgb, max_side)
-    if not faces:
-        p = int(round(FACE_DETECT_PAD * max(rgb.shape[:2])))
-        padded = cv2.copyMakeBorder(rgb, p, p, p, p, cv2.BORDER_CONSTANT, value=(127, 127, 127))
-        faces = [(x - p, y - p, bw, bh) for x, y, bw, bh in _haar(padded, max_side)]
-    return sorted(faces, key=lambda b: b[2] * b[3], reverse=True)
+    p = int(round(frac * max(rgb.shape[:2])))
+    return cv2.copyMakeBorder(np.ascontiguousarray(rgb), p, p, p, p, cv2.BORDER_CONSTANT, value=(127, 127, 127)), p
+
+
+def detect_faces_full(rgb: np.ndarray, max_side: int = DETECT_MAX_SIDE, score_threshold: float | None = None,
+                      retry_padded: bool = True) -> list[Face]:
+    """All faces YuNet finds with a score >= ``score_threshold`` (default :data:`FACE_SCORE_THRESHOLD`), largest first.
+
+    The image is shrunk to ``max_side`` for detection (coordinates are returned in the full
+    image). If nothing is found: a larger image is searched again at :data:`DETECT_FALLBACK_SIDE`
+    (small faces), then, with ``retry_padded``, a grey-padded copy (tight crops whose face
+    touches the border); boxes may then extend past the image.
+    """
+    thr = FACE_SCORE_THRESHOLD if score_threshold is None else score_threshold
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InputError(f"Face detection needs a uint8 RGB image, got {rgb.dtype} {rgb.shape}.", "not_image")
+    faces = _detect_once(rgb, max_side, thr)
+    if not faces and max(rgb.shape[:2]) > max_side and DETECT_FALLBACK_SIDE > max_side:
+        faces = _detect_once(rgb, DETECT_FALLBACK_SIDE, thr)
+    if not faces and retry_padded:
+        padded, p = pad_for_detection(rgb)
+        faces = [_scaled(f, 1.0, -p, -p) for f in _detect_once(padded, max_side, thr)]
+    return sorted(faces, key=lambda f: f.box[2] * f.box[3], reverse=True)
+
+
+def detect_faces(rgb: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[tuple[int, int, int, int]]:
+    """All face boxes (x, y, w, h), largest first; see :func:`detect_faces_full`."""
+    return [f.box for f in detect_faces_full(rgb, max_side)]
 
 
 def detect_face(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -268,12 +377,102 @@ def detect_face(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     return faces[0] if faces else None
 
 
+def _canvas_matrix(center: tuple[float, float], angle: float, scale: float, out_size: int,
+                   down: float = 0.0) -> np.ndarray:
+    """Affine map: rotate by ``angle`` about ``center``, scale, and put ``center`` (+ ``down`` px along
+    the face's vertical axis, in output pixels) at the middle of an ``out_size`` square."""
+    import cv2
+
+    m = cv2.getRotationMatrix2D((float(center[0]), float(center[1])), float(angle), float(scale))
+    m[0, 2] += out_size / 2.0 - center[0]
+    m[1, 2] += out_size / 2.0 - center[1] - down
+    return m
+
+
+def face_frame(rgb: np.ndarray, face: Face) -> FaceFrame:
+    """Refine a detection's centre, size and eye angle by re-detecting on an upright close-up.
+
+    YuNet's landmarks hardly follow in-plane rotation on faces smaller than about 150 px
+    (a 20-degree tilt of ``skimage.data.astronaut()``, face 90 px, reads as 2 degrees). So the
+    face is resampled into a :data:`REFINE_SIZE` square where it is ~240 px, rotated by the current
+    angle estimate, and detected again; the residual eye angle is added, up to :data:`REFINE_PASSES`
+    times (stopping once the residual is below :data:`REFINE_TOLERANCE` degrees).
+    """
+    x, y, w, h = face.box
+    center = (x + w / 2.0, y + h / 2.0)
+    size = float(max(w, h, 1))
+    angle = face.eye_angle
+    for _ in range(REFINE_PASSES):
+        scale = REFINE_SIZE / (REFINE_CONTEXT * size)
+        m = _canvas_matrix(center, angle, scale, REFINE_SIZE)
+        import cv2
+
+        canvas = cv2.warpAffine(np.ascontiguousarray(rgb), m, (REFINE_SIZE, REFINE_SIZE), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+        found = _yunet(canvas, REFINE_SCORE_THRESHOLD)
+        if not found:
+            break
+        mid = REFINE_SIZE / 2.0
+        f = min(found, key=lambda c: (c.box[0] + c.box[2] / 2 - mid) ** 2 + (c.box[1] + c.box[3] / 2 - mid) ** 2)
+        fx, fy = f.box[0] + f.box[2] / 2.0, f.box[1] + f.box[3] / 2.0
+        inv = cv2.invertAffineTransform(m)
+        center = (float(inv[0, 0] * fx + inv[0, 1] * fy + inv[0, 2]), float(inv[1, 0] * fx + inv[1, 1] * fy + inv[1, 2]))
+        size = max(f.box[2], f.box[3], 1) / scale
+        residual = f.eye_angle
+        angle += residual
+        if abs(residual) < REFINE_TOLERANCE:
+            break
+    return FaceFrame(center, size, angle)
+
+
+def align_face(rgb: np.ndarray, face: Face, out_scale: float = FACE_CROP_SCALE, shift: float = FACE_CROP_SHIFT,
+               frame: FaceFrame | None = None) -> np.ndarray:
+    """Square crop with the eyes level, framed like the training crops.
+
+    The image is rotated about the face centre (:func:`face_frame`) so the eye line is
+    horizontal; the crop side is ``out_scale`` x the upright face box side and its centre lies
+    ``shift`` box sides below the face centre (negative: above). Areas outside the image are
+    filled by edge replication. The crop keeps the photo's resolution; resize it afterwards.
+    """
+    import cv2
+
+    fr = frame or face_frame(rgb, face)
+    side = max(1, int(round(out_scale * fr.size)))
+    m = _canvas_matrix(fr.center, fr.angle, 1.0, side, down=shift * fr.size)
+    return cv2.warpAffine(np.ascontiguousarray(rgb), m, (side, side), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def level_eyes(rgb: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """Rotate an already-cropped face image about its centre so the eyes are level, same size.
+
+    For the dataset's own crops (``prepare_face(..., face_crop=False, align=True)``): the
+    framing is kept, only the in-plane tilt is removed. Returns (image, angle), angle ``None``
+    (image unchanged) when no face is found.
+    """
+    import cv2
+
+    faces = detect_faces_full(rgb)
+    if not faces:
+        return rgb, None
+    angle = face_frame(rgb, faces[0]).angle
+    h, w = rgb.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
+    out = cv2.warpAffine(np.ascontiguousarray(rgb), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out, angle
+
+
 def crop_face(rgb: np.ndarray, box: tuple[int, int, int, int], scale: float = FACE_CROP_SCALE) -> np.ndarray:
-    """Square crop of side ``scale * box side`` around the box, padded by edge replication."""
+    """Square crop of side ``scale`` x the box's larger side, no rotation, padded by edge replication.
+
+    :func:`align_face` is what the pipeline uses; this box-only crop is kept for callers
+    that have just a box.
+    """
     x, y, w, h = box
-    side = int(round(max(w, h) * scale))
+    size = max(w, h)
+    side = max(1, int(round(size * scale)))
     cx = x + w / 2.0
-    cy = y + h / 2.0 + FACE_CROP_SHIFT * h
+    cy = y + h / 2.0 + FACE_CROP_SHIFT * size
     x0 = int(round(cx - side / 2.0))
     y0 = int(round(cy - side / 2.0))
     H, W = rgb.shape[:2]
@@ -324,25 +523,34 @@ def normalize(rgb: np.ndarray, spec: ModelSpec):
     return ((x - mean) / std).unsqueeze(0)
 
 
-def prepare_face(source: ImageSource | LoadedImage, spec: ModelSpec, face_crop: bool = True
+def prepare_face(source: ImageSource | LoadedImage, spec: ModelSpec, face_crop: bool = True, *, align: bool = False
                  ) -> tuple[np.ndarray, tuple[int, int, int, int] | None, list[str]]:
-    """Deterministic stages: load, face crop (or centre square), resize. Returns (rgb, box, notes)."""
+    """Deterministic stages: load, face crop (or centre square), resize. Returns (rgb, box, notes).
+
+    ``face_crop=True``: YuNet detection, the largest face is rotated so the eyes are level and
+    cropped by :func:`align_face` (several faces are reported in ``notes``); no face raises
+    :class:`NoFaceError`. ``face_crop=False``: the central square, as is; with ``align=True``
+    it is also rotated about its centre to level the eyes (:func:`level_eyes`; for the
+    dataset's own crops, whose framing is kept).
+    """
     loaded = source if isinstance(source, LoadedImage) else load_image(source)
     rgb = np.asarray(loaded.image)
     notes = list(loaded.notes)
     box = None
     if face_crop:
-        faces = detect_faces(rgb)
+        faces = detect_faces_full(rgb)
         if not faces:
             raise NoFaceError()
-        box = faces[0]
+        box = faces[0].box
         if len(faces) > 1:
             notes.append(f"{len(faces)} faces found: the largest one was analysed.")
-        crop = crop_face(rgb, box)
+        crop = align_face(rgb, faces[0])
     else:
         crop = center_square(rgb)
         if rgb.shape[0] != rgb.shape[1]:
             notes.append("Whole-image mode: the central square of the image was analysed.")
+        if align:
+            crop, _ = level_eyes(crop)
     return resize(crop, spec.input_size), box, notes
 
 
