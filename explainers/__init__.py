@@ -6,9 +6,9 @@ faithfulness scores; :mod:`explainers.render` draws overlays; ``python -m
 explainers.bench`` times our fast defaults against the libraries' defaults. Heavy
 libraries (captum, zennit, shap, lime) are imported only when a method runs.
 """
-from .base import (METHOD_ORDER, Attribution, Explainer, ExplainerUnavailable, explain, get_explainer,
-                   list_explainers, register)
+from .base import (METHOD_ORDER, Attribution, Explainer, ExplainerUnavailable, Tunable, explain, get_explainer,
+                   list_explainers, register, run_order, unregister)
 from . import saliency, gradcam, lrp, integrated_gradients, shap_method, lime_method  # noqa: E402,F401  (register)
 
-__all__ = ["Attribution", "Explainer", "ExplainerUnavailable", "register", "get_explainer", "list_explainers",
-           "explain", "METHOD_ORDER"]
+__all__ = ["Attribution", "Explainer", "ExplainerUnavailable", "Tunable", "register", "unregister", "get_explainer",
+           "list_explainers", "run_order", "explain", "METHOD_ORDER"]

@@ -6,6 +6,13 @@ library is importable (else :class:`ExplainerUnavailable`), merges parameters wi
 method's defaults, picks the target (argmax) when none is given, runs with gradients
 enabled and the model in eval mode (restoring its mode afterwards), times the call and
 turns the raw result into a float32 ``(H, W)`` map.
+
+The registry is the only list of methods: each class states its display position
+(``display_order``), its relative cost (``run_cost``: the panel runs cheap methods
+first) and the UI range of each tunable parameter (``tunables``). ``METHOD_ORDER``,
+the panel's run order, the app's sliders and the API's parameter checks are all
+derived from them, so a new method is one module (plus its import in
+``explainers/__init__.py``, which registers it).
 """
 from __future__ import annotations
 
@@ -20,11 +27,13 @@ import numpy as np
 
 from detector.errors import DetectorError
 
-__all__ = ["Attribution", "Explainer", "ExplainerUnavailable", "RawAttribution", "register", "get_explainer",
-           "list_explainers", "explain", "METHOD_ORDER", "norm_stats", "resolve_module"]
+__all__ = ["Attribution", "Explainer", "ExplainerUnavailable", "RawAttribution", "Tunable", "register",
+           "unregister", "get_explainer", "list_explainers", "run_order", "explain", "METHOD_ORDER", "norm_stats",
+           "resolve_module"]
 
-#: Display order of the methods (the panel computes cheap ones first, see ``explainers.panel``).
-METHOD_ORDER: list[str] = ["shap", "lime", "saliency", "lrp", "integrated_gradients", "gradcam"]
+#: Display order of the registered methods (by ``Explainer.display_order``); kept up to date by
+#: :func:`register`. The panel computes cheap ones first (:func:`run_order`).
+METHOD_ORDER: list[str] = []
 
 #: pip names for import names that differ.
 _PIP_NAMES = {"skimage": "scikit-image", "sklearn": "scikit-learn"}
@@ -32,6 +41,25 @@ _PIP_NAMES = {"skimage": "scikit-image", "sklearn": "scikit-learn"}
 #: Normalisation assumed when no spec is given (tiny test models).
 DEFAULT_MEAN = (0.5, 0.5, 0.5)
 DEFAULT_STD = (0.25, 0.25, 0.25)
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """A numeric parameter users may change (a slider in the UI, a key in the API's parameters)."""
+
+    key: str  #: parameter name in ``default_params``, e.g. ``"n_steps"``
+    label: str  #: slider label, e.g. "Integrated Gradients: steps"
+    minimum: int
+    maximum: int
+
+    def clamp(self, value: Any) -> int:
+        """``value`` as an int within [minimum, maximum]; ``InputError`` if it is not a number."""
+        from detector.errors import InputError
+
+        try:
+            return int(min(max(float(value), self.minimum), self.maximum))
+        except (TypeError, ValueError):
+            raise InputError(f"{self.label} must be a number, got {value!r}.", "bad_param") from None
 
 
 class ExplainerUnavailable(DetectorError):
@@ -121,6 +149,9 @@ class Explainer:
     default_params: dict = {}  #: our fast defaults
     library_defaults: dict = {}  #: the library's documented defaults (used by the benchmark)
     requires: tuple[str, ...] = ()  #: import names of optional packages
+    display_order: int = 1000  #: position in tabs, reports and galleries (lower first)
+    run_cost: int = 1000  #: relative cost; the panel runs cheaper methods first so the first map comes fast
+    tunables: tuple[Tunable, ...] = ()  #: parameters exposed in the UI ("Advanced") and checked in the API
 
     def missing(self) -> list[str]:
         """Import names in ``requires`` that cannot be imported."""
@@ -197,12 +228,26 @@ def _to_map(m, h: int, w: int) -> tuple[np.ndarray, list[str]]:
 _REGISTRY: dict[str, Explainer] = {}
 
 
+def _reorder() -> None:
+    METHOD_ORDER[:] = sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].display_order, n))
+
+
 def register(cls: type[Explainer]) -> type[Explainer]:
     """Class decorator: register one instance of ``cls`` under ``cls.name``."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
+    for t in cls.tunables:
+        if t.key not in cls.default_params:
+            raise ValueError(f"{cls.__name__}: tunable {t.key!r} has no default in default_params")
     _REGISTRY[cls.name] = cls()
+    _reorder()
     return cls
+
+
+def unregister(name: str) -> None:
+    """Remove method ``name`` from the registry (tests that register a throwaway method)."""
+    _REGISTRY.pop(name, None)
+    _reorder()
 
 
 def get_explainer(name: str) -> Explainer:
@@ -214,8 +259,18 @@ def get_explainer(name: str) -> Explainer:
 
 
 def list_explainers() -> list[str]:
-    """Registered method names in display order (METHOD_ORDER first)."""
-    return [n for n in METHOD_ORDER if n in _REGISTRY] + sorted(n for n in _REGISTRY if n not in METHOD_ORDER)
+    """Registered method names in display order."""
+    return list(METHOD_ORDER)
+
+
+def run_order(methods: list[str] | None = None) -> list[str]:
+    """``methods`` (default: all registered) in computation order: cheapest ``run_cost`` first.
+
+    Unknown names keep their place at the end (the panel reports them as errors).
+    """
+    wanted = list_explainers() if methods is None else list(methods)
+    known = sorted((m for m in wanted if m in _REGISTRY), key=lambda m: (_REGISTRY[m].run_cost, m))
+    return known + [m for m in wanted if m not in _REGISTRY]
 
 
 def explain(name: str, model, x, target: int | None = None, spec=None, **params) -> Attribution:

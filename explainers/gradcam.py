@@ -28,6 +28,8 @@ def last_conv_or_relu(model) -> str:
 @register
 class GradCAMExplainer(Explainer):
     name = "gradcam"
+    display_order = 60
+    run_cost = 2
     display_name = "Grad-CAM"
     meaning = "Coarse regions whose high-level features raised the detector's score for this verdict."
     default_params = {"relu": True, "interpolate_mode": "bilinear", "layer": None}

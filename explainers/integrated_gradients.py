@@ -10,7 +10,7 @@ channels (signed). ``extra["completeness_error"]`` is ``|sum(attr) - (f(x) - f(b
 """
 from __future__ import annotations
 
-from .base import Explainer, RawAttribution, norm_tensors, register
+from .base import Explainer, RawAttribution, Tunable, norm_tensors, register
 
 
 def make_baseline(x, kind: str, spec=None):
@@ -32,6 +32,9 @@ def make_baseline(x, kind: str, spec=None):
 @register
 class IntegratedGradientsExplainer(Explainer):
     name = "integrated_gradients"
+    display_order = 50
+    run_cost = 4
+    tunables = (Tunable("n_steps", "Integrated Gradients: steps", 2, 128),)
     display_name = "Integrated Gradients"
     meaning = ("How much each pixel contributed to the score, summed along a path from a plain "
                "mean-colour image to this face (red supports the verdict, blue opposes it).")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 
-from .base import Explainer, RawAttribution, norm_tensors, register
+from .base import Explainer, RawAttribution, Tunable, norm_tensors, register
 
 _QUICKSHIFT = {"kernel_size": 4, "max_dist": 200, "ratio": 0.2}  # lime's default segmentation parameters
 
@@ -54,6 +54,9 @@ def _quiet_lime():
 @register
 class LimeExplainer(Explainer):
     name = "lime"
+    display_order = 20
+    run_cost = 6
+    tunables = (Tunable("num_samples", "LIME: samples", 16, 2000),)
     display_name = "LIME"
     meaning = ("How much hiding each face region changes p(verdict), from a simple model fitted to "
                "randomly masked copies (red regions support the verdict, blue oppose it).")

@@ -74,6 +74,8 @@ def make_composite(kind: str, x, spec, epsilon: float, gamma: float):
 @register
 class LRPExplainer(Explainer):
     name = "lrp"
+    display_order = 40
+    run_cost = 3
     display_name = "LRP"
     meaning = ("The detector's score redistributed back onto the pixels layer by layer "
                "(red supports the verdict, blue opposes it).")

@@ -1,9 +1,9 @@
 """Run several explanation methods and stream each result as soon as it is ready.
 
 Methods run one after the other (the CPU is the bottleneck; threads would not make the
-first map arrive sooner) in :data:`RUN_ORDER`: the single-pass gradient methods first
-(the first map is ready after about one backward pass), then Integrated Gradients, SHAP
-and LIME. Each result carries its overlay and, optionally, its deletion/insertion
+first map arrive sooner), cheapest first (:func:`explainers.base.run_order`, from each
+method's ``run_cost``): the single-pass gradient methods first (the first map is ready
+after about one backward pass), then Integrated Gradients, SHAP and LIME. Each result carries its overlay and, optionally, its deletion/insertion
 faithfulness. A method that fails (missing package, out of memory, any error) yields a
 result with a clear one-line ``error`` and the others still run.
 """
@@ -17,16 +17,14 @@ import numpy as np
 
 from detector.errors import DetectorError
 
-from .base import Attribution, get_explainer, list_explainers
+from .base import Attribution, get_explainer, run_order
 from .faithfulness import deletion_insertion
 from .render import overlay
 
-__all__ = ["PanelResult", "iter_panel", "RUN_ORDER", "FAITHFULNESS_STEPS", "error_message"]
+__all__ = ["PanelResult", "iter_panel", "FAITHFULNESS_STEPS", "error_message"]
 
 log = logging.getLogger(__name__)
 
-#: Computation order: cheapest first so that the first map arrives fast.
-RUN_ORDER: list[str] = ["saliency", "gradcam", "lrp", "integrated_gradients", "shap", "lime"]
 #: Deletion/insertion resolution in the panel (2 * steps forward passes per method).
 FAITHFULNESS_STEPS: int = 8
 
@@ -60,12 +58,6 @@ def error_message(display_name: str, exc: BaseException) -> str:
     return f"{display_name} failed: {type(exc).__name__}: {text}"
 
 
-def _order(methods: list[str] | None) -> list[str]:
-    wanted = list_explainers() if methods is None else list(methods)
-    ranked = [m for m in RUN_ORDER if m in wanted]
-    return ranked + [m for m in wanted if m not in ranked]
-
-
 def iter_panel(model, x, face: np.ndarray, target: int, spec=None, methods: list[str] | None = None,
                params: dict[str, dict] | None = None, faithfulness: bool = True,
                preview_first: bool = False) -> Iterator[PanelResult]:
@@ -80,7 +72,7 @@ def iter_panel(model, x, face: np.ndarray, target: int, spec=None, methods: list
     previewed = False
     labels = tuple(spec.label_names) if spec is not None else None
     target_label = labels[target] if labels and 0 <= target < len(labels) else None
-    for name in _order(methods):
+    for name in run_order(methods):
         try:
             explainer = get_explainer(name)
             display = explainer.display_name

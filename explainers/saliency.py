@@ -12,6 +12,8 @@ from .base import Explainer, RawAttribution, register
 @register
 class SaliencyExplainer(Explainer):
     name = "saliency"
+    display_order = 30
+    run_cost = 1
     display_name = "Saliency"
     meaning = "Pixels where a tiny change would move the detector's score the most (gradient magnitude)."
     default_params: dict = {}

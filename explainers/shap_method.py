@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 
-from .base import Explainer, RawAttribution, register
+from .base import Explainer, RawAttribution, Tunable, register
 
 
 @contextlib.contextmanager
@@ -70,6 +70,9 @@ def _target_model(model, target: int):
 @register
 class ShapExplainer(Explainer):
     name = "shap"
+    display_order = 10
+    run_cost = 5
+    tunables = (Tunable("nsamples", "SHAP: samples", 8, 1024),)
     display_name = "SHAP"
     meaning = ("Each pixel's share of the score relative to blurred / plain versions of the face "
                "(expected-gradients SHAP; red supports the verdict, blue opposes it).")
