@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from .errors import DetectorError, InputError, WeightsError
 from .preprocess import ImageSource, Preprocessed, preprocess
 from .specs import get_spec
 from .weights import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Prediction", "predict", "predict_batch", "predict_tensor", "main"]
 
@@ -43,6 +46,8 @@ class Prediction:
     timings: dict[str, float] = field(default_factory=dict)  #: seconds per stage
     notes: list[str] = field(default_factory=list)
     logits: list[float] = field(default_factory=list)
+    #: Index of ``label`` in the spec's ``label_names``: the class the explanation maps explain.
+    target: int = -1
     input: Preprocessed | None = field(default=None, repr=False)  #: kept for the explainers
 
     def to_json(self) -> dict:
@@ -53,8 +58,11 @@ class Prediction:
                 "notes": self.notes}
 
 
-def predict_tensor(lm: LoadedModel, x) -> "object":
-    """Calibrated class probabilities (N, C) for a normalised batch ``x`` (torch, CPU output)."""
+def predict_tensor(lm: LoadedModel, x: "torch.Tensor") -> "tuple[torch.Tensor, torch.Tensor]":
+    """``(probabilities, logits)``, both (N, C) float32 on the CPU, for a normalised batch ``x``.
+
+    Probabilities are temperature-calibrated (``softmax(logits / lm.temperature)``).
+    """
     import torch
 
     with torch.inference_mode():
@@ -66,7 +74,8 @@ def _verdict(lm: LoadedModel, prep: Preprocessed, probs, logits, timings: dict) 
     spec = lm.spec
     fi = spec.fake_index
     p_fake = float(probs[fi])
-    return Prediction(model=spec.name, label="fake" if p_fake >= 0.5 else "real", p_fake=p_fake,
+    label = "fake" if p_fake >= 0.5 else "real"
+    return Prediction(model=spec.name, label=label, target=spec.label_names.index(label), p_fake=p_fake,
                       p_real=float(1.0 - p_fake), face_box=prep.box, face=prep.face, face_raw=prep.face_raw,
                       weights=lm.source, timings=timings, notes=list(prep.notes) + list(lm.notes),
                       logits=[float(v) for v in logits], input=prep)

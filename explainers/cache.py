@@ -1,32 +1,31 @@
-"""Bounded LRU cache for app results (verdicts and explanation panels).
+"""A bounded, thread-safe LRU cache, and the helpers that key and size its entries.
 
 Keys are built by :func:`make_key` from ``(image sha256, detector, method, params)``;
-values are whatever the app stores (``Prediction``, ``PanelResult``...). The cache is
-bounded both by the number of entries and by an estimate of the bytes held (numpy
-arrays and torch tensors found in the value are counted), so a few large results
-cannot exhaust memory. Thread-safe: Gradio runs handlers in worker threads.
+values are whatever the caller stores (the analysis service stores ``Prediction`` and
+``PanelResult`` objects). The cache is bounded both by the number of entries and by an
+estimate of the bytes held (numpy arrays and torch tensors found in the value are
+counted), so a few large results cannot exhaust memory. What to cache and when is the
+caller's business (:mod:`analysis.service`).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence
+from typing import Any, Hashable
 
 import numpy as np
 
-__all__ = ["ResultCache", "make_key", "file_sha256", "source_sha256", "estimate_nbytes", "cached_predict",
-           "cached_panel", "explain_model", "release_memory", "limit_malloc_arenas", "DEFAULT_MAX_ENTRIES",
+__all__ = ["ResultCache", "make_key", "file_sha256", "source_sha256", "estimate_nbytes", "DEFAULT_MAX_ENTRIES",
            "DEFAULT_MAX_BYTES"]
 
-#: Defaults, overridable with ``DEEPFAKE_CACHE_ENTRIES`` / ``DEEPFAKE_CACHE_MB``.
-DEFAULT_MAX_ENTRIES: int = int(os.environ.get("DEEPFAKE_CACHE_ENTRIES", 256))
-DEFAULT_MAX_BYTES: int = int(float(os.environ.get("DEEPFAKE_CACHE_MB", 256)) * 1024 * 1024)
+#: Defaults of a bare ``ResultCache()``; the app passes ``DEEPFAKE_CACHE_ENTRIES`` / ``DEEPFAKE_CACHE_MB``.
+DEFAULT_MAX_ENTRIES: int = 256
+DEFAULT_MAX_BYTES: int = 256 * 1024 * 1024
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -149,129 +148,13 @@ class ResultCache:
             return self._bytes
 
     def clear(self) -> None:
+        """Drop every entry (the hit/miss counters are kept)."""
         with self._lock:
             self._data.clear()
             self._bytes = 0
 
     def stats(self) -> dict[str, int]:
+        """Entries, bytes, bounds and hit/miss counts."""
         with self._lock:
             return {"entries": len(self._data), "bytes": self._bytes, "max_entries": self.max_entries,
                     "max_bytes": self.max_bytes, "hits": self.hits, "misses": self.misses}
-
-
-def cached_predict(cache: ResultCache, image_sha: str, detector: str, face_crop: bool,
-                   load: Callable[[], Any]) -> tuple[Any, bool]:
-    """``(Prediction, was_cached)`` for ``detector`` on the image ``image_sha``.
-
-    ``load()`` returns what ``detector.predict.predict`` accepts (a path or a
-    ``LoadedImage``); it is only called on a cache miss. Raises what ``predict`` raises.
-    """
-    from detector.predict import predict
-
-    key = make_key(image_sha, detector, "verdict", {"face_crop": bool(face_crop)})
-    hit = cache.get(key)
-    if hit is not None:
-        return hit, True
-    pred = predict(load(), detector, face_crop=face_crop)
-    cache.put(key, pred)
-    return pred, False
-
-
-def limit_malloc_arenas(n: int | None = None) -> bool:
-    """Cap glibc's malloc arenas (``DEEPFAKE_MALLOC_ARENAS``, default 2; 0 leaves glibc's default).
-
-    glibc gives each thread that allocates its own arena (up to 8 per core); a server whose
-    worker threads take turns with large temporary arrays then keeps many half-empty arenas
-    and its resident memory creeps up. Call it early, before the server's threads start.
-    Returns whether the limit was set (False off glibc).
-    """
-    import ctypes
-
-    n = int(os.environ.get("DEEPFAKE_MALLOC_ARENAS", 2)) if n is None else int(n)
-    if n <= 0:
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, n))  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        return False
-
-
-def release_memory() -> None:
-    """Hand freed heap memory back to the OS after a big job (glibc ``malloc_trim``; no-op elsewhere).
-
-    Explanations allocate large temporary batches (SHAP, LIME, IG); glibc keeps the freed
-    blocks, so without this a server's resident memory stays at the highest peak seen.
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-_TWINS: dict[tuple[str, str], tuple[Any, Any]] = {}
-_TWINS_LOCK = threading.Lock()
-
-
-def explain_model(loaded: Any) -> Any:
-    """The ``LoadedModel`` to explain with: same weights, a private copy of the network.
-
-    Grad-CAM and LRP register hooks on the network while they run; a verdict computed on
-    the same module at that moment (another request) would fire them and corrupt the
-    map. Explanations therefore run on a deep copy (one per detector, made on first use),
-    so verdicts can be served while an explanation is running. Run one explanation at a
-    time per process (the app's "explain" concurrency group has limit 1).
-    """
-    import copy
-
-    key = (loaded.spec.name, str(loaded.device))
-    with _TWINS_LOCK:
-        item = _TWINS.get(key)
-        if item is None or item[0] is not loaded.model:  # first use, or the weights were reloaded
-            item = (loaded.model, dataclasses.replace(loaded, model=copy.deepcopy(loaded.model)))
-            _TWINS[key] = item
-        return item[1]
-
-
-def cached_panel(cache: ResultCache, image_sha: str, pred: Any, loaded: Any, methods: Sequence[str],
-                 params: Mapping[str, Mapping[str, Any]] | None = None, target: int | None = None,
-                 face_crop: bool = True, faithfulness: bool = True,
-                 preview_first: bool = False) -> Iterator[tuple[Any, bool]]:
-    """Yield ``(PanelResult, was_cached)`` for each method in ``methods``.
-
-    Cached results come first (instantly); the missing methods are then computed by
-    ``explainers.panel.iter_panel`` and yielded one by one as each finishes. ``pred`` is
-    the detector's ``Prediction`` (its ``input.tensor`` and CLAHE ``face`` are explained),
-    ``loaded`` the ``LoadedModel``; ``target`` defaults to the predicted class. Failed
-    methods (``error`` set) are yielded but not cached, so a retry runs them again.
-    ``preview_first`` is passed to ``iter_panel``; previews (``pending``) are not cached.
-    """
-    from explainers.panel import iter_panel
-
-    params = {m: dict(params.get(m, {})) for m in methods} if params else {m: {} for m in methods}
-    spec = loaded.spec
-    if target is None:
-        target = spec.label_names.index(pred.label)
-    context = {"target": int(target), "face_crop": bool(face_crop), "faithfulness": bool(faithfulness),
-               "weights": getattr(loaded, "source", "")}
-    keys = {m: make_key(image_sha, spec.name, m, {"params": params[m], **context}) for m in methods}
-    todo = []
-    for m in methods:
-        hit = cache.get(keys[m])
-        if hit is not None:
-            yield hit, True
-        else:
-            todo.append(m)
-    if not todo:
-        return
-    twin = explain_model(loaded)
-    x = pred.input.tensor.to(twin.device)
-    for res in iter_panel(twin.model, x, pred.input.face, int(target), spec=spec, methods=todo,
-                          params={m: params[m] for m in todo}, faithfulness=faithfulness,
-                          preview_first=preview_first):
-        if getattr(res, "error", None) is None and not getattr(res, "pending", False) and res.method in keys:
-            cache.put(keys[res.method], res)
-        yield res, False

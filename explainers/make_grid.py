@@ -3,7 +3,7 @@
 ``python -m explainers.make_grid examples/gan140k_real_00025.jpg examples/gan140k_fake_00ELJIYESN.jpg
 --model custom_cnn --whole-image --out examples/grids`` writes one ``<stem>_<model>_grid.png`` per image: the
 CLAHE face the model saw, then each method's overlay (with colour bar and faithfulness in the
-title), computed by :func:`explainers.panel.iter_panel` with our default parameters.
+title), computed by :meth:`analysis.AnalysisService.explain` (the app's path) with our default parameters.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m explainers.make_grid", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("images", nargs="+")
@@ -24,29 +25,33 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from PIL import Image
 
+    from analysis import AnalysisService, Done
     from detector.errors import DetectorError
-    from detector.predict import predict
+    from detector.settings import current
     from detector.weights import load_model
 
-    from .panel import iter_panel
+    from .base import METHOD_ORDER, run_order
     from .render import grid
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        lm = load_model(args.model)
+        load_model(args.model)
     except DetectorError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 2
+    service = AnalysisService(current())
     for path in args.images:
         try:
-            pred = predict(path, args.model, face_crop=not args.whole_image)
+            done = next(ev for ev in service.explain(path, args.model, METHOD_ORDER, face_crop=not args.whole_image,
+                                                     write_zip=False) if isinstance(ev, Done))
         except DetectorError as e:
             print(f"{path}: {e.message}", file=sys.stderr)
             continue
-        target = lm.spec.fake_index if pred.label == "fake" else 1 - lm.spec.fake_index
+        pred = done.verdicts.predictions[0]
+        by_method = {r.method: r for r in done.results}
         items = []
-        for r in iter_panel(lm.model, pred.input.tensor.to(lm.device), pred.face, target, spec=lm.spec):
+        for r in (by_method[m] for m in run_order(list(by_method))):
             if r.overlay is not None:
                 f = r.faithfulness or {}
                 # the overlay carries the method name; the grid title adds its faithfulness score

@@ -20,8 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["DISCLAIMER", "build_report", "write_zip", "png_bytes", "jsonable", "method_record", "verdict_record",
-           "read_test_metrics"]
+__all__ = ["DISCLAIMER", "build_report", "write_zip", "png_bytes", "jsonable", "method_record", "verdict_record"]
 
 DISCLAIMER = ("A detector's score is evidence, not proof. The detectors were trained on StyleGAN faces (gan140k) "
               "and DFDC face swaps; other generators, heavy compression or unusual photos can fool them. "
@@ -157,89 +156,3 @@ def write_zip(report: dict, dest: str | Path, *, face_raw: np.ndarray | None = N
                 np.save(buf, np.asarray(m, dtype=np.float32), allow_pickle=False)
                 zf.writestr(f"maps/{res.method}.npy", buf.getvalue())
     return dest
-
-
-_METRIC_ORDER = ("roc_auc", "auc", "accuracy", "acc", "balanced_accuracy", "f1", "precision", "recall",
-                 "eer", "ece", "log_loss", "brier", "n")
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool) or v is None:
-        return "" if v is None else str(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v).replace("|", "/")
-
-
-def _metrics_json_table(data: Mapping[str, Any]) -> str | None:
-    rows: list[tuple[str, Mapping[str, Any]]] = []
-    per = data.get("per_source")
-    if isinstance(per, Mapping):
-        rows += [(str(k), v) for k, v in per.items() if isinstance(v, Mapping)]
-    if isinstance(data.get("pooled"), Mapping):
-        rows.append(("pooled", data["pooled"]))
-    if not rows:
-        return None
-    keys: list[str] = []
-    for _, r in rows:
-        keys += [k for k, v in r.items() if k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool)]
-    first_seen = {k: i for i, k in enumerate(keys)}
-    keys = sorted(keys, key=lambda k: (_METRIC_ORDER.index(k) if k in _METRIC_ORDER else len(_METRIC_ORDER),
-                                       first_seen[k]))[:8]
-    lines = ["| test set | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    lines += ["| " + name + " | " + " | ".join(_fmt(r.get(k)) for k in keys) + " |" for name, r in rows]
-    return "\n".join(lines)
-
-
-def _readme_tables(text: str) -> str | None:
-    """The test-metrics table of a model card: the first table under a heading that mentions "test",
-    else the first table whose header mentions AUC/accuracy and is not a per-epoch log."""
-    tables: list[tuple[str, list[str]]] = []  # (heading, table lines)
-    heading, cur = "", []
-    for ln in text.splitlines() + [""]:
-        st = ln.strip()
-        if st.startswith("|"):
-            cur.append(st)
-            continue
-        if len(cur) >= 3:
-            tables.append((heading, cur))
-        cur = []
-        if st.startswith("#"):
-            heading = st.lstrip("#").strip().lower()
-    for head, t in tables:
-        if "test" in head and "|" in t[0]:
-            return "\n".join(t[:30])
-    for _, t in tables:
-        h = t[0].lower()
-        if "epoch" not in h and any(w in h for w in ("auc", "accuracy", "acc ", "| acc", "eer", "f1")):
-            return "\n".join(t[:30])
-    return None
-
-
-def read_test_metrics(folder: str | Path) -> tuple[str | None, str | None]:
-    """``(markdown table, source file)`` of a checkpoint's test metrics, or ``(None, None)``.
-
-    Prefers ``metrics.json`` (``{"per_source": {src: {...}}, "pooled": {...}}``), else the
-    first metrics-like table of the model card ``README.md``. Never raises.
-    """
-    folder = Path(folder)
-    mj = folder / "metrics.json"
-    try:
-        if mj.is_file():
-            data = json.loads(mj.read_text())
-            table = _metrics_json_table(data) if isinstance(data, Mapping) else None
-            if table:
-                return table, mj.name
-    except (OSError, ValueError):
-        pass
-    card = folder / "README.md"
-    try:
-        if card.is_file():
-            table = _readme_tables(card.read_text(errors="replace"))
-            if table:
-                return table, card.name
-    except OSError:
-        pass
-    return None, None

@@ -129,6 +129,7 @@ def test_missing_weights_are_reported(app_server, client, face_image, tmp_path, 
     from gradio_client.exceptions import AppError
 
     import detector.weights as dw
+    from analysis.text import weights_overview
 
     _, app = app_server
     src = dw.get_spec("vggface16").local_dir
@@ -137,7 +138,7 @@ def test_missing_weights_are_reported(app_server, client, face_image, tmp_path, 
     dw.clear_cache()
     app.CACHE.clear()
     try:
-        assert "VGGFace16" in app._weights_overview()
+        assert "VGGFace16" in weights_overview()
         r = client.predict(handle_file(str(face_image)), "all", False, api_name="/predict")
         assert [x["model"] for x in r["results"]] == ["densenet121", "custom_cnn"]
         assert "vggface16" in r["unavailable"]

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from analysis import text
+
 from .conftest import ALL_METHODS, ARTIFACTS, SMALL
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -147,17 +149,17 @@ def test_upload_streams_verdict_then_every_map(app_server, page_factory, mirrore
 
     # Clicking an example runs it (with whatever examples/ holds); dataset crops switch on "whole image".
     _, app = app_server
-    examples = app._example_files()
+    examples = text.example_files(app.EXAMPLES_DIR)
     if examples:
         first = examples[0]
         old_src = page.locator("#face-raw img").first.get_attribute("src")
-        page.get_by_text(app._example_label(first), exact=True).first.click()
+        page.get_by_text(text.example_label(first), exact=True).first.click()
         page.wait_for_function(
             "(old) => { const i = document.querySelector('#face-raw img');"
             " const s = document.querySelector('#status').innerText;"
             " return (i && i.src !== old && /Done/.test(s)) || /Error/.test(s); }", arg=old_src, timeout=150_000)
         assert "Error" not in page.inner_text("#status"), page.inner_text("#status")
-        assert page.locator("#whole-image input").is_checked() == app._example_is_crop(first)
+        assert page.locator("#whole-image input").is_checked() == text.example_is_crop(first)
         page.screenshot(path=str(ARTIFACTS / "app_example.png"), full_page=True)
     page.close()
 

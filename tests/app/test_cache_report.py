@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from explainers.cache import ResultCache, estimate_nbytes, make_key, source_sha256
-from explainers.report import build_report, read_test_metrics, write_zip
+from detector.metrics import read_test_metrics
+from explainers.report import build_report, write_zip
 
 
 def test_cache_is_lru_and_bounded_by_entries():

@@ -37,8 +37,9 @@ def test_launch_settings(app_server):
 def test_examples_follow_file_names(app_server):
     from pathlib import Path
 
-    _, app = app_server
-    assert app._example_label(Path("dfdc_fake_aacwokkodz.jpg")) == "dfdc · true label: fake"
-    assert app._example_label(Path("photo_astronaut_real.jpg")) == "photo · true label: real"
-    assert app._example_is_crop(Path("gan140k_real_00025.jpg"))
-    assert not app._example_is_crop(Path("photo_astronaut_real.jpg"))
+    from analysis.text import example_is_crop, example_label
+
+    assert example_label(Path("dfdc_fake_aacwokkodz.jpg")) == "dfdc · true label: fake"
+    assert example_label(Path("photo_astronaut_real.jpg")) == "photo · true label: real"
+    assert example_is_crop(Path("gan140k_real_00025.jpg"))
+    assert not example_is_crop(Path("photo_astronaut_real.jpg"))

@@ -94,7 +94,9 @@ def test_failing_explainer_reports_in_its_tab_and_others_arrive(app_server, clie
     from explainers.panel import PanelResult
 
     res = PanelResult("shap", "SHAP", None, None, None, rec["error"])
-    assert "could not run" in app._method_md(res, False) and needle in app._method_md(res, False)
+    from analysis.text import method_md
+
+    assert "could not run" in method_md(res, False) and needle in method_md(res, False)
     # A failure is not cached: once the method works again, it runs.
     monkeypatch.undo()
     _, report, _ = client.predict(handle_file(str(face_image)), FAST_DETECTOR, ["shap"], *SMALL.values(), False,
@@ -211,5 +213,7 @@ def test_page_says_when_the_hub_was_not_usable(app_server, monkeypatch):
     _, app = app_server
     monkeypatch.setenv("DEEPFAKE_HUB_REPO_CUSTOM_CNN", "acme/custom_cnn")
     monkeypatch.setitem(dw._hub_failed, "acme/custom_cnn", "TimeoutError: no answer from the Hub within 5 s")
-    text = app._weights_overview()
+    from analysis.text import weights_overview
+
+    text = weights_overview()
     assert "`acme/custom_cnn`" in text and "within 5 s" in text and "local checkpoints" in text

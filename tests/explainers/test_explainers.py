@@ -299,7 +299,8 @@ def test_panel_preview_first_map_then_its_faithfulness(trained, face):
     from types import SimpleNamespace
 
     from detector.weights import LoadedModel
-    from explainers.cache import ResultCache, cached_panel
+    from analysis import cached_panel
+    from explainers.cache import ResultCache
 
     res = list(iter_panel(trained.model, trained.x1[:1], face, 1, methods=["gradcam", "saliency"],
                           preview_first=True))
@@ -309,7 +310,7 @@ def test_panel_preview_first_map_then_its_faithfulness(trained, face):
     np.testing.assert_array_equal(res[0].attribution.map, res[1].attribution.map)
 
     spec = get_spec("custom_cnn")
-    pred = SimpleNamespace(label="fake", input=SimpleNamespace(tensor=trained.x1[:1], face=face))
+    pred = SimpleNamespace(label="fake", target=1, input=SimpleNamespace(tensor=trained.x1[:1], face=face))
     loaded = LoadedModel(trained.model, spec, {}, "test", "cpu")
     cache = ResultCache()
     first = [(r.method, r.pending, c) for r, c in cached_panel(cache, "sha", pred, loaded, ["saliency"],
