@@ -120,8 +120,8 @@ _LIMITS = [
     "- No detector is proof. Use a verdict as one piece of evidence among others, never as the only basis for a "
     "decision about a person.",
     "- Maps show what influenced this model's score, not where an image was edited.",
-    "- Faces are found with OpenCV's Haar cascade; profile or small faces may be missed (use 'Analyse whole image' "
-    "for images that are already a face crop).",
+    "- Faces are found with OpenCV's YuNet face detector; profile or very small faces may be missed (use "
+    "'Analyse whole image' for images that are already a face crop).",
     "- Uploaded images are not stored beyond Gradio's temporary files, which are deleted after about an hour. "
     "Nothing is sent to third parties.",
 ]
@@ -140,7 +140,8 @@ def about_md(status: Mapping[str, str | None]) -> str:
         hub = hub_repo_for(s)
         state = ("weights available" if status.get(s.name) is None
                  else f"weights from the Hub repo `{hub}`" if hub else "**no weights yet**")
-        parts += [f"### {s.display_name} ({state})", "", f"{s.description} Input {s.input_size}×{s.input_size} px.", ""]
+        parts += [f"### {s.display_name} ({state})", "",
+                  f"{s.description} Input {s.input_size}×{s.input_size} px.", ""]
         if status.get(s.name) and not hub:
             parts += [f"Why: {status[s.name]}", ""]
         if table:

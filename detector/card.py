@@ -20,7 +20,7 @@ LIMITS = """\
 - Only two kinds of fakes were seen in training: StyleGAN faces (gan140k) and DFDC face swaps. Other generators
   (diffusion models, newer GANs, other swap methods), heavy filters, screenshots and re-encoded social-media
   copies may be scored wrongly with high confidence.
-- The dataset images are face crops; a full photo is first cropped by a Haar face detector, whose framing only
+- The dataset images are face crops; a full photo is first cropped by a face detector (YuNet), whose framing only
   approximates the training crops.
 - A detector's score is evidence, not proof. Do not use it as the only basis for a decision about a person.
 """
@@ -41,7 +41,7 @@ def render_card(name: str) -> str:
         f"# {spec.display_name} deepfake face detector (`{name}`)", "",
         f"{spec.description} timm architecture `{spec.architecture}`, input {spec.input_size}x{spec.input_size}, "
         f"mean {tuple(round(m, 4) for m in spec.mean)}, std {spec.std}, labels {list(spec.label_names)} "
-        "(index 1 = fake). Preprocessing: face crop (Haar), CLAHE on L of LAB, resize, normalise "
+        "(index 1 = fake). Preprocessing: face crop (YuNet), CLAHE on L of LAB, resize, normalise "
         "(`detector.preprocess`).", "",
         "Load it with the project's loader (`detector.weights.load_model`) or, after `import detector.models`, "
         f"with plain timm: `timm.create_model('local-dir:checkpoints/{name}', pretrained=True)`.", "",
@@ -123,6 +123,7 @@ def render_card(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m detector.card", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="+")

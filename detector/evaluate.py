@@ -109,6 +109,7 @@ def check_against_card(report: dict, metrics_file: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m detector.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)

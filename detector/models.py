@@ -58,6 +58,7 @@ class _PooledLinearHead(nn.Module):
         self.fc = nn.Linear(num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
+        """Feature map before the head (each architecture defines it)."""
         raise NotImplementedError
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -26,6 +26,7 @@ CANDIDATES: list[dict] = (
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m explainers.lime_segments", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="custom_cnn")

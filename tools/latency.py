@@ -1,6 +1,6 @@
 """Latency of the app, measured from outside through ``gradio_client``.
 
-``python -m tests.latency [--detector densenet121] [--image PATH] [--repeats 3] [--random-weights]``
+``python -m tools.latency [--detector densenet121] [--image PATH] [--repeats 3] [--random-weights]``
 
 Starts ``python app.py`` on a free local port (the way users start it) and prints:
 
@@ -29,7 +29,6 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ["shap", "lime", "saliency", "lrp", "integrated_gradients", "gradcam"]
 
 
 def _free_port() -> int:
@@ -79,7 +78,8 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> float
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.latency", description=__doc__,
+    """CLI entry point; returns the exit status."""
+    ap = argparse.ArgumentParser(prog="python -m tools.latency", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--detector", default="densenet121")
     ap.add_argument("--image", type=Path, default=None, help="photo to analyse (default: examples/photo*)")
@@ -122,17 +122,17 @@ def main(argv: list[str] | None = None) -> int:
             warm.append(time.perf_counter() - t)
         rows.append((f"verdict {args.detector}, warm (median of {len(warm)})", f"{statistics.median(warm):.3f} s"))
 
-        params = {p["parameter_name"]: p.get("parameter_default")
-                  for p in client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/explain"][
-                      "parameters"]}
+        from analysis.params import sliders
+        from explainers import METHOD_ORDER
+
         img = handle_file(str(_variant(image, 10_000, work)))
-        call = dict(image=img, detector=args.detector, methods=METHODS, ig_steps=params["ig_steps"],
-                    shap_samples=params["shap_samples"], lime_samples=params["lime_samples"], whole_image=whole)
+        # every method at the app's default parameters
+        call = dict(image=img, detector=args.detector, methods={m: {} for m in METHOD_ORDER}, whole_image=whole)
         t = time.perf_counter()
         gallery, report, _ = client.predict(**call, api_name="/explain")
         total = time.perf_counter() - t
-        rows.append((f"all {len(METHODS)} maps end to end, {args.detector} (IG {params['ig_steps']} steps, "
-                     f"SHAP {params['shap_samples']}, LIME {params['lime_samples']} samples)", f"{total:.2f} s"))
+        defaults = ", ".join(f"{s.tunable.label} {s.default}" for s in sliders())
+        rows.append((f"all {len(METHOD_ORDER)} maps end to end, {args.detector} ({defaults})", f"{total:.2f} s"))
         for m, rec in report["methods"].items():
             rt = rec.get("runtime_s")
             rows.append((f"  {rec['display_name']}" + (f" (error: {rec['error']})" if rec["error"] else ""),

@@ -1,4 +1,4 @@
-"""Load test against a real app server on loopback: ``python -m tests.load [options]``.
+"""Load test against a real app server on loopback: ``python -m tools.load [options]``.
 
 Starts ``python app.py`` on a free 127.0.0.1 port (or uses ``--url``), then runs
 ``--clients`` concurrent ``gradio_client`` clients that send ``--predictions`` /predict
@@ -25,11 +25,18 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPLAIN_METHODS = ["shap", "lime", "saliency", "lrp", "integrated_gradients", "gradcam"]
-EXPLAIN_PARAMS = (16, 64, 150)  #: IG steps, SHAP samples, LIME samples
+#: /explain's methods and parameters: every registered method; IG 16 steps, SHAP 64 and LIME 150 samples.
+EXPLAIN_PARAMS = {"integrated_gradients": {"n_steps": 16}, "shap": {"nsamples": 64}, "lime": {"num_samples": 150}}
+
+
+def _explain_methods() -> dict[str, dict[str, int]]:
+    from explainers import METHOD_ORDER
+
+    return {m: EXPLAIN_PARAMS.get(m, {}) for m in METHOD_ORDER}
 
 
 def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -85,7 +92,8 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__,
+    """CLI entry point; returns the exit status."""
+    ap = argparse.ArgumentParser(prog="python -m tools.load", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", default=None, help="use a running server instead of starting one")
     ap.add_argument("--detector", default="densenet121")
@@ -124,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             ImageOps.mirror(im.convert("RGB")).save(warm)
         clients[0].predict(handle_file(str(warm)), args.detector, True, api_name="/predict")
         mem_cold = rss_mb(pid)
-        clients[0].predict(handle_file(str(warm)), args.detector, EXPLAIN_METHODS, *EXPLAIN_PARAMS, True,
+        clients[0].predict(handle_file(str(warm)), args.detector, _explain_methods(), whole_image=True,
                            api_name="/explain")
     mem_before = rss_mb(pid) if pid else float("nan")
     jobs: list[tuple[str, Path]] = []
@@ -144,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = c.predict(handle_file(str(img)), args.detector, True, api_name="/predict")
                 assert out["label"] in ("real", "fake"), out
             else:
-                out = c.predict(handle_file(str(img)), args.detector, EXPLAIN_METHODS, *EXPLAIN_PARAMS, True,
+                out = c.predict(handle_file(str(img)), args.detector, _explain_methods(), whole_image=True,
                                 api_name="/explain")
                 assert out[1]["methods"], out[1]
             with lock:
