@@ -74,6 +74,27 @@ def _framing(rgb: np.ndarray, face: P.Face) -> tuple[float, float, float]:
     return min(h, w) / fr.size, down / fr.size, fr.angle
 
 
+def _tilt_errors(images: list[np.ndarray], tilts=(-30, -20, -10, 10, 20, 30)) -> list[float]:
+    """|error| in degrees of the eye angle recovered by face_frame after rotating each face by known tilts."""
+    import cv2
+
+    errs = []
+    for rgb in images:
+        faces = P.detect_faces_full(rgb)
+        if not faces:
+            continue
+        base = P.face_frame(rgb, faces[0])
+        for t in tilts:
+            m = cv2.getRotationMatrix2D(base.center, t, 1.0)
+            tilted = cv2.warpAffine(rgb, m, rgb.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+            found = P.detect_faces_full(tilted)
+            if not found:
+                errs.append(float("nan"))
+                continue
+            errs.append(abs((base.angle - P.face_frame(tilted, found[0]).angle) - t))
+    return errs
+
+
 def _q(v: list[float]) -> str:
     if not v:
         return "n/a"
@@ -114,13 +135,17 @@ def main(argv: list[str] | None = None) -> None:
     for key in sorted(groups):
         by_src[key[0]].extend(groups[key])
     found_rows = []
+    tilt_images = [photo]
     framing: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for src, items in sorted(by_src.items()):
         if args.limit and len(items) > args.limit:
             items = items[:: max(1, len(items) // args.limit)][: args.limit]
         per_label: dict[str, list] = defaultdict(list)
-        for s in tqdm(items, desc=src, leave=False):
+        step = max(1, len(items) // 10)
+        for i, s in enumerate(tqdm(items, desc=src, leave=False)):
             rgb = np.asarray(P.load_image(s.path).image)
+            if i % step == 0 and i // step < 10:  # 10 evenly spaced crops per source for the tilt check
+                tilt_images.append(rgb)
             s0, s1, faces = _scores(rgb)
             t0 = time.perf_counter()
             P.detect_faces_full(rgb)
@@ -168,6 +193,12 @@ def main(argv: list[str] | None = None) -> None:
         if len(a):
             print(f"  {src}: median {np.median(a):.1f}, p90 {np.percentile(a, 90):.1f}, max {a.max():.1f}; "
                   f"> 5 deg {np.mean(a > 5):.1%}, > 10 deg {np.mean(a > 10):.1%}, > 20 deg {np.mean(a > 20):.1%}")
+
+    errs = np.array(_tilt_errors(tilt_images))
+    ok = errs[~np.isnan(errs)]
+    print(f"\nAlignment accuracy: {len(tilt_images)} faces (astronaut + val crops) tilted by +-10, 20, 30 degrees; "
+          f"|recovered - true tilt|: mean {ok.mean():.1f}, p90 {np.percentile(ok, 90):.1f}, max {ok.max():.1f} "
+          f"degrees; face lost in {int(np.isnan(errs).sum())} of {len(errs)}")
 
     print("\nscikit-image images without a human face: faces reported (best score seen at >= 0.3, incl. padded retry)")
     worst = 0.0
