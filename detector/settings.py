@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-__all__ = ["Settings", "current", "markdown_table", "REPO_ROOT"]
+__all__ = ["Settings", "current", "markdown_table", "parse_size", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Variables whose change makes :func:`current` read the environment again.
@@ -42,6 +42,23 @@ def _flag(value: str) -> bool:
 
 def _mb(value: str) -> float:
     return float(value)
+
+
+_SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
+
+
+def parse_size(value: str) -> int:
+    """Bytes in a size written like Gradio's ``max_file_size`` (``"100mb"``, ``"512 kb"``; 1 kb = 1024 b)."""
+    text = value.replace(" ", "").upper()
+    digits = len(text) - len(text.lstrip("0123456789"))
+    if digits == 0 or text[digits:] not in _SIZE_UNITS:
+        raise ValueError(f"{value!r} is not a size like 100mb")
+    return int(text[:digits]) * _SIZE_UNITS[text[digits:]]
+
+
+def _size(value: str) -> str:
+    parse_size(value)
+    return value.strip()
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,9 @@ class Settings:
         "DEEPFAKE_CONCURRENCY", 2, "verdicts (`/predict`) served at once, beside one explanation", int)
     queue_size: int = _setting("DEEPFAKE_QUEUE_SIZE", 64, "requests the queue holds", int)
     max_file_size: str = _setting("DEEPFAKE_MAX_FILE_SIZE", "20mb", "upload limit")
+    max_video_size: str = _setting("DEEPFAKE_MAX_VIDEO_SIZE", "100mb", "video file limit (`detector.video`)", _size)
+    max_video_seconds: float = _setting(
+        "DEEPFAKE_MAX_VIDEO_SECONDS", 120.0, "longest video analysed, seconds (`detector.video`)", float, shown="120")
     cache_entries: int = _setting("DEEPFAKE_CACHE_ENTRIES", 256, "entries of the in-memory result cache", int)
     cache_mb: float = _setting("DEEPFAKE_CACHE_MB", 256.0, "megabytes of the in-memory result cache", _mb,
                                shown="256")
@@ -113,6 +133,11 @@ class Settings:
         if per_model:
             return per_model
         return f"{self.hub_org}/{name}" if self.hub_org else None
+
+    @property
+    def max_video_bytes(self) -> int:
+        """``max_video_size`` in bytes."""
+        return parse_size(self.max_video_size)
 
     @property
     def cache_bytes(self) -> int:
