@@ -101,10 +101,11 @@ def write_band(name: str, band_record: dict) -> Path:
     from .specs import get_spec
 
     path = get_spec(name).local_dir / "config.json"
-    cfg = json.loads(path.read_text())
+    text = path.read_text()
+    cfg = json.loads(text)
     cfg["decision_band"] = band_record
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
+    tmp.write_text(json.dumps(cfg, indent=2) + ("\n" if text.endswith("\n") else ""))
     tmp.replace(path)
     return path
 
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=str(CACHE_DIR), help=f"prediction cache folder (default {CACHE_DIR})")
     ap.add_argument("--threads", type=int, default=1, help="torch/OpenCV CPU threads while scoring (default 1)")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--models", default=None,
+                    help="comma-separated subset of detectors (default: every detector in SPECS with a checkpoint)")
     ap.add_argument("--dry-run", action="store_true", help="print what would be written, write nothing")
     args = ap.parse_args(argv)
 
@@ -158,7 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     names: list[str] = []
     val: dict[str, dict] = {}
     test: dict[str, dict] = {}
+    wanted = args.models.split(",") if args.models else list(SPECS)
+    unknown = [n for n in wanted if n not in SPECS]
+    if unknown:
+        print(f"error: unknown detector(s) {', '.join(unknown)}; known: {', '.join(SPECS)}", file=sys.stderr)
+        return 2
     for name, spec in SPECS.items():
+        if name not in wanted:
+            continue
         folder = spec.local_dir
         if not ((folder / "config.json").is_file() and (folder / "model.safetensors").is_file()):
             print(f"skip {name}: no checkpoint in {folder}", file=sys.stderr)
