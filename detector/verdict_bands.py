@@ -80,8 +80,9 @@ class Band:
                    n_val=int(d.get("n_val", 0)), extra={k: v for k, v in d.items() if k not in known})
 
 
-#: Used when a detector has no stored band: the old two-way threshold (only exactly 0.5 is inconclusive).
-NO_BAND = Band(0.5, 0.5, rule="no band fitted: two-way threshold at 0.5", val_precision_target=float("nan"))
+#: Used when a detector has no stored band: every score is inconclusive, because nothing says how often its calls
+#: are right (``python -m detector.fit_reliability`` fits one).
+NO_BAND = Band(0.0, 1.0, rule="no band fitted: every score inconclusive", val_precision_target=float("nan"))
 
 
 def _tail_bound(p: np.ndarray, hit: np.ndarray, candidates: np.ndarray, above: bool, target: float,
@@ -156,8 +157,9 @@ def band_precision(y: np.ndarray, p_fake: np.ndarray, band: Band) -> dict:
 def verdict3(p_fake: float, band: Band | Mapping[str, Any] | None) -> Verdict:
     """``"fake"`` if ``p_fake > hi``, ``"real"`` if ``p_fake < lo``, else ``"inconclusive"``.
 
-    ``band`` may be a :class:`Band`, a ``"decision_band"`` dict, or ``None`` (no band fitted: two-way at 0.5,
-    only exactly 0.5 inconclusive). A non-finite ``p_fake`` is inconclusive.
+    ``band`` may be a :class:`Band`, a ``"decision_band"`` dict, or ``None`` (no band fitted: always
+    ``"inconclusive"``, since nothing says how often that detector's calls are right). A non-finite ``p_fake`` is
+    inconclusive.
     """
     b = NO_BAND if band is None else band if isinstance(band, Band) else Band.from_json(band)
     p = float(p_fake)
@@ -183,6 +185,12 @@ def headline(p_fake: float, band: Band | Mapping[str, Any] | None) -> str:
         return f"Verdict: REAL (p(fake) = {p:.2f})"
     if not math.isfinite(p):
         return "Inconclusive: no valid score"
+    if band is None:
+        return (f"Inconclusive: p(fake) = {p:.2f}; this detector has no validated decision range yet "
+                f"(python -m detector.fit_reliability)")
+    if b.lo <= 0.0 and b.hi >= 1.0:
+        return (f"Inconclusive: p(fake) = {p:.2f}; this detector's calls were never {b.val_precision_target:.0%} "
+                f"right on validation images, so it gives no verdict")
     if b.lo == b.hi:
         return f"Inconclusive: p(fake) = {p:.2f} is exactly at the decision point"
     return (f"Inconclusive: p(fake) = {p:.2f} is inside this detector's uncertain range {b.lo:.2f}-{b.hi:.2f} "

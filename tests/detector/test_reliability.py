@@ -106,8 +106,10 @@ def test_verdict3_edges(p, expected):
     assert verdict3(p, band.to_json()) == expected
 
 
-def test_verdict3_without_band_is_two_way():
-    assert verdict3(0.51, None) == "fake" and verdict3(0.49, None) == "real" and verdict3(0.5, None) == "inconclusive"
+def test_verdict3_without_band_is_inconclusive():
+    assert {verdict3(p, None) for p in (0.0, 0.49, 0.5, 0.51, 1.0)} == {"inconclusive"}
+    assert "no validated decision range" in headline(0.99, None) and "FAKE" not in headline(0.99, None)
+    assert "never 80% right" in headline(0.99, Band(0.0, 1.0))
 
 
 @pytest.mark.parametrize("p", [0.3, 0.5, 0.69, 0.7, float("nan")])
