@@ -72,7 +72,7 @@ class _TrainSet:
             info = torch.utils.data.get_worker_info()
             self.aug = Augment(seed=self.seed * 1000 + (info.id if info else 0))
         x, _ = finish(np.asarray(self.arr[i]), self.spec, self.aug)
-        return x[0], int(self.labels[i])
+        return x[0], int(self.labels[i]), i
 
 
 def _logits(model, arr: np.ndarray, spec: ModelSpec, device: str, amp: bool, batch: int = 64) -> np.ndarray:
@@ -170,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --freeze-blocks: probability of mirroring a cached feature map")
     ap.add_argument("--drop-rate", type=float, default=None, help="classifier dropout (timm models)")
     ap.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate (timm models)")
+    ap.add_argument("--teacher", default=None,
+                    help="checkpoint folder of a teacher detector: its calibrated logits on the train images "
+                         "(computed once, cached) become soft targets beside the hard labels")
+    ap.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation term (0..1)")
+    ap.add_argument("--kd-temperature", type=float, default=2.0, help="softmax temperature of the distillation term")
     ap.add_argument("--max-minutes", type=float, default=0,
                     help="stop after the epoch that passes this wall time (0: no limit); the best checkpoint "
                          "so far is calibrated and kept")
@@ -219,13 +224,17 @@ def main(argv: list[str] | None = None) -> int:
         model, _ = load_checkpoint_dir(args.init, spec, device)
         for p in model.parameters():
             p.requires_grad_(True)
-        if spec.architecture == "custom_cnn":
-            model.highpass.weight.requires_grad_(False)
+        _freeze_spec_params(model, spec)
     elif args.pretrained:
         model, pretrained_rec = _from_pretrained(args.pretrained, spec, kw)
         model = model.to(device)
     else:
         model = timm.create_model(spec.architecture, num_classes=spec.num_classes, **kw).to(device)
+    _freeze_spec_params(model, spec)
+    teacher = None
+    if args.teacher:
+        teacher = _teacher_logits(args.teacher, train, cache, device)
+        teacher["alpha"], teacher["temperature"] = args.kd_alpha, args.kd_temperature
     frozen = None
     if args.freeze_blocks is not None:
         frozen = _freeze(model, args.freeze_blocks, spec, cache, xtr, xva, device,
@@ -258,10 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         t0, tot, n = time.time(), 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", file=sys.stderr, mininterval=10)
         net = frozen["suffix"] if frozen else model
-        for x, y in bar:
+        for x, y, idx in bar:
             x, y = x.to(device), y.to(device)
             with torch.autocast(device.split(":")[0], dtype=dtype, enabled=amp):
-                loss = torch.nn.functional.cross_entropy(net(x).float(), y)
+                scores = net(x).float()
+            loss = _loss(scores, y, teacher, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -325,12 +335,78 @@ def main(argv: list[str] | None = None) -> int:
             "check_max_abs_logit_diff": _check_split(best_model, args.freeze_blocks, xva, fva, spec)}
     if kw:
         extra["training"].update(kw)
+    if teacher:
+        extra["training"]["teacher"] = {k: teacher[k] for k in ("from", "alpha", "temperature", "teacher_temperature",
+                                                                "seconds", "train_auc")}
     extra["training"]["epochs_run"] = len([h for h in history if h.get("stage", stage) == stage])
     save_checkpoint(best_model, spec, out, temp, extra)
     print(json.dumps({"done": str(out), "temperature": temp, "val_mean_auc": after["mean_auc"],
                       "val_ece_before": before["pooled"]["ece"], "val_ece_after": after["pooled"]["ece"],
                       "train_seconds": round(train_s, 1)}), flush=True)
     return 0
+
+
+def _freeze_spec_params(model, spec: ModelSpec) -> None:
+    """Parameters the spec says training must never update (e.g. the custom CNN's fixed high-pass)."""
+    params = dict(model.named_parameters())
+    for name in spec.frozen_params:
+        params[name].requires_grad_(False)
+
+
+def _loss(out, y, teacher: dict | None, idx):
+    """Cross-entropy on the hard labels, plus (with a teacher) ``alpha * T^2 * KL(teacher || student)``
+    at temperature ``T`` on the teacher's calibrated logits."""
+    import torch
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy(out, y)
+    if not teacher:
+        return ce
+    a, t = teacher["alpha"], teacher["temperature"]
+    soft = torch.from_numpy(teacher["logits"][idx.numpy()]).to(out.device) / t
+    kd = F.kl_div(F.log_softmax(out / t, dim=1), F.log_softmax(soft, dim=1), reduction="batchmean", log_target=True)
+    return (1 - a) * ce + a * t * t * kd
+
+
+def _teacher_logits(folder: str, train: list[Sample], cache: Path, device: str) -> dict:
+    """The teacher's calibrated logits on the train images, cached by weights hash and image list.
+
+    A teacher trained with a frozen prefix (``training.frozen_prefix`` in its config) reuses
+    that run's feature cache when it is there, so only its suffix runs.
+    """
+    from tqdm import tqdm  # noqa: F401  (progress comes from the helpers below)
+
+    from .weights import load_checkpoint_dir
+
+    folder_p = Path(folder)
+    cfg = json.loads((folder_p / "config.json").read_text())
+    tspec = get_spec(cfg.get("detector") or folder_p.name)
+    h = hashlib.sha1((folder_p / "model.safetensors").read_bytes())
+    h.update("\n".join(str(s.path) for s in train).encode())
+    f = cache / f"teacher_{tspec.name}_{h.hexdigest()[:12]}.npy"
+    t0 = time.time()
+    model, cfg = load_checkpoint_dir(folder_p, tspec, device)
+    temp = float(cfg.get("temperature", 1.0))
+    if f.is_file():
+        logits = np.load(f, allow_pickle=False)
+    else:
+        xt = _cache_arrays(train, tspec, cache, "train")
+        fp = (cfg.get("training") or {}).get("frozen_prefix")
+        if fp:
+            pre = (cfg.get("training") or {}).get("pretrained", {}).get("weights", "random")
+            frozen = _freeze(model, fp["blocks"], tspec, cache, xt, None, device, key=pre)
+            logits = _feature_logits(frozen["suffix"], frozen["train"], device, False)
+        else:
+            logits = _logits(model, xt, tspec, device, False)
+        cache.mkdir(parents=True, exist_ok=True)
+        np.save(f, logits.astype(np.float32))
+    y = np.array([s.label for s in train])
+    from .metrics import binary_metrics
+
+    auc = binary_metrics(y, softmax_np(logits, temp)[:, 1])["roc_auc"]
+    print(f"teacher {folder}: train AUC {auc:.4f} (temperature {temp:.3f})", file=sys.stderr)
+    return {"from": str(folder), "logits": (logits / temp).astype(np.float32), "teacher_temperature": temp,
+            "seconds": round(time.time() - t0, 1), "train_auc": auc}
 
 
 def _from_pretrained(name: str, spec: ModelSpec, kw: dict):
@@ -363,9 +439,12 @@ def _head_prefix(model, head) -> str:
     raise ValueError("classifier not found")
 
 
-def _freeze(model, k: int, spec: ModelSpec, cache: Path, xtr: np.ndarray, xva: np.ndarray, device: str,
+def _freeze(model, k: int, spec: ModelSpec, cache: Path, xtr: np.ndarray, xva: np.ndarray | None, device: str,
             key: str) -> dict:
-    """Freeze stem + blocks[:k], cache their outputs for train and val, leave the rest trainable."""
+    """Freeze stem + blocks[:k], cache their outputs for train and val, leave the rest trainable.
+
+    The cache is keyed by the prefix weights rounded to fp16 (as checkpoints store them), so
+    a saved checkpoint finds the cache its own training run wrote."""
     import torch
 
     from .feature_cache import Prefix, Suffix, cache_features
@@ -379,14 +458,14 @@ def _freeze(model, k: int, spec: ModelSpec, cache: Path, xtr: np.ndarray, xva: n
     h = hashlib.sha1()
     for n, v in prefix.state_dict().items():
         h.update(n.encode())
-        h.update(v.detach().cpu().float().numpy().tobytes())
+        h.update(v.detach().cpu().half().numpy().tobytes())
     ident = f"{spec.name}|{spec.architecture}|k={k}|{h.hexdigest()}|{PREP_VERSION}|{key}"
     prep = lambda a: finish(a, spec)[0]  # noqa: E731  (the inference preprocessing, no augmentation)
     t0 = time.time()
     ftr = cache_features(prefix, xtr, prep, cache, "train", ident + f"|{getattr(xtr, 'filename', len(xtr))}",
                          device=device)
-    fva = cache_features(prefix, xva, prep, cache, "val", ident + f"|{getattr(xva, 'filename', len(xva))}",
-                         device=device)
+    fva = None if xva is None else cache_features(prefix, xva, prep, cache, "val",
+                                                  ident + f"|{getattr(xva, 'filename', len(xva))}", device=device)
     torch.manual_seed(0)
     return {"train": ftr, "val": fva, "suffix": suffix, "seconds": round(time.time() - t0, 1)}
 
@@ -414,7 +493,7 @@ class _FeatureBatches:
             order = np.argsort(b)  # sorted reads from the memory map
             x = torch.from_numpy(np.asarray(self.feats[b[order]], dtype=np.float32))
             y = torch.from_numpy(self.labels[b[order]].astype(np.int64))
-            yield flip_features(x, self.p_flip, self.gen), y
+            yield flip_features(x, self.p_flip, self.gen), y, torch.from_numpy(b[order])
 
 
 def _feature_logits(suffix, feats: np.ndarray, device: str, amp: bool, batch: int = 128) -> np.ndarray:

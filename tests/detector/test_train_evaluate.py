@@ -91,3 +91,54 @@ def test_resume_and_continued_stage(dataset, tmp_path, capsys):
     assert cfg["training"]["init"]["training"]["epochs"] == 2
     log2 = [json.loads(x) for x in (stage2 / "train_log.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in log2] == [2]
+
+
+def test_distillation_records_the_teacher_and_its_cached_soft_labels(dataset, tmp_path, capsys):
+    teacher = tmp_path / "teacher"
+    _train(dataset, tmp_path, teacher, "--epochs", "1")
+    student = tmp_path / "student"
+    _train(dataset, tmp_path, student, "--epochs", "1", "--teacher", str(teacher), "--kd-alpha", "0.7",
+           "--kd-temperature", "3")
+    t = json.loads((student / "config.json").read_text())["training"]["teacher"]
+    assert t["from"] == str(teacher) and t["alpha"] == 0.7 and t["temperature"] == 3.0
+    assert 0.0 <= t["train_auc"] <= 1.0 and t["teacher_temperature"] > 0
+    assert len(list((tmp_path / "cache").glob("teacher_custom_cnn_*.npy"))) == 1
+    assert "teacher " in capsys.readouterr().err
+
+
+def test_kd_loss_is_cross_entropy_without_teacher_and_pulls_toward_soft_labels():
+    import torch
+
+    out = torch.tensor([[2.0, -1.0], [0.0, 0.5]])
+    y = torch.tensor([0, 1])
+    ce = torch.nn.functional.cross_entropy(out, y)
+    assert torch.allclose(train._loss(out, y, None, torch.tensor([0, 1])), ce)
+    agree = {"alpha": 1.0, "temperature": 2.0, "logits": out.numpy().copy()}
+    disagree = {"alpha": 1.0, "temperature": 2.0, "logits": (-out).numpy().copy()}
+    idx = torch.tensor([0, 1])
+    assert float(train._loss(out, y, agree, idx)) == pytest.approx(0.0, abs=1e-6)
+    assert float(train._loss(out, y, disagree, idx)) > 0.1
+
+
+def test_frozen_prefix_training_saves_a_full_model_that_matches_the_cached_path(dataset, tmp_path, use_checkpoints,
+                                                                                 capsys):
+    out = tmp_path / "ck" / "efficientnet_lite0"
+    argv = ["--model", "efficientnet_lite0", "--data", str(dataset), "--epochs", "1", "--samples-per-epoch", "16",
+            "--batch-size", "8", "--workers", "0", "--amp", "off", "--cache", str(tmp_path / "cache"),
+            "--out", str(out), "--freeze-blocks", "5"]
+    assert train.main(argv) == 0
+    tr = json.loads((out / "config.json").read_text())["training"]
+    fp = tr["frozen_prefix"]
+    assert fp["blocks"] == 5 and fp["check_max_abs_logit_diff"] < 0.05  # fp16 cache and fp16 weights only
+    assert len(list((tmp_path / "cache").glob("feat_train_*.npy"))) == 1
+    # Only the suffix trained: the stem of the saved model is still the random init of seed 0.
+    import timm
+    import torch
+
+    from detector.weights import load_checkpoint_dir
+
+    torch.manual_seed(0)
+    ref = timm.create_model("tf_efficientnet_lite0", num_classes=2)
+    got, _ = load_checkpoint_dir(out)
+    assert torch.allclose(got.conv_stem.weight, ref.conv_stem.weight.half().float())
+    assert not torch.allclose(got.classifier.weight, ref.classifier.weight.half().float())
