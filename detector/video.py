@@ -7,7 +7,8 @@ Pipeline (:func:`iter_analyze_video`; :func:`analyze_video` is the same returnin
 1. **Checks before decoding.** Size (``DEEPFAKE_MAX_VIDEO_SIZE``, default 100mb) and a look at the container
    (:func:`probe_container`: a few header bytes, and for MP4/MOV the ``moov`` box only, never the media data):
    images, text, PDF, zip and audio-only files (WAV, MP3, FLAC, an MP4/M4A without a video track) are refused
-   with a message that says what the file is; an MP4 whose boxes run past the end of the file is truncated.
+   with a message that says what the file is. An MP4 cut before its index (``moov``) is refused as truncated;
+   one cut inside its media data (index first, "fast start") is analysed as far as it goes, with a note.
 2. **Decoding** with OpenCV's bundled FFmpeg (``cv2.VideoCapture``), which already reads MP4/MOV/MKV/WebM/AVI
    here; PyAV is not needed. Rotation metadata is honoured: ``CAP_PROP_ORIENTATION_AUTO`` (on by default in
    OpenCV >= 4.5) turns the frames upright and ``CAP_PROP_ORIENTATION_META`` says by how much (:func:`rotate_frame`
@@ -228,6 +229,7 @@ class ContainerInfo:
     tracks: list[tuple[str, str]] = field(default_factory=list)  #: MP4: (handler "vide"/"soun"/..., codec fourcc)
     duration: float | None = None  #: MP4: movie duration in seconds from ``mvhd``
     truncated: bool = False  #: MP4: a box runs past the end of the file, or no ``moov``
+    indexed: bool = False  #: MP4: the ``moov`` box (the index of the media data) was read whole
 
     @property
     def video_codecs(self) -> list[str]:
@@ -347,6 +349,7 @@ def probe_container(path: str | Path) -> ContainerInfo:
     if moov is None:
         info.truncated = True
     else:
+        info.indexed = True
         _parse_moov(moov, info)
     return info
 
@@ -470,7 +473,7 @@ def _check_file(path: Path, max_bytes: int) -> ContainerInfo:
     if info.kind == "audio" or (info.tracks and not info.video_codecs and any(h == "soun" for h, _ in info.tracks)):
         raise InputError(f"{path.name} has sound but no video track ({info.what}): there are no faces to "
                          "analyse. Upload a video clip.", "audio_only")
-    if info.kind == "mp4" and info.truncated:
+    if info.kind == "mp4" and info.truncated and not info.indexed:
         raise InputError(f"{path.name} is truncated or corrupt (its MP4 index is missing or cut off; incomplete "
                          "download?). Upload the complete file.", "truncated")
     return info
@@ -559,6 +562,9 @@ def iter_analyze_video(source: VideoSource, model_name: str = "custom_cnn", fps:
         cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         rotation = int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META))) % 360
         rotate_here = rotation and not cap.get(cv2.CAP_PROP_ORIENTATION_AUTO)
+        if info.truncated:
+            notes.append("The file is truncated (it ends inside its media data): only the part present is "
+                         "analysed.")
         if rotation:
             notes.append(f"Turned {rotation} degrees upright, as the file's rotation metadata says.")
         video_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)

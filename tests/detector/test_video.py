@@ -96,6 +96,22 @@ def _patch_codec(path: Path, fourcc: bytes, out: Path) -> Path:
     return out
 
 
+def _index_first(path: Path, out: Path) -> Path:
+    """Copy with the moov box moved before mdat ("fast start"), chunk offsets (stco) shifted to match."""
+    data = path.read_bytes()
+    m = _box(bytearray(data), b"moov")
+    moov = bytearray(data[m:])
+    assert struct.unpack(">I", moov[:4])[0] == len(moov)
+    c = _box(moov, b"stco")
+    n = struct.unpack(">I", moov[c + 12:c + 16])[0]
+    for i in range(n):
+        o = c + 16 + 4 * i
+        moov[o:o + 4] = struct.pack(">I", struct.unpack(">I", moov[o:o + 4])[0] + len(moov))
+    d = _box(bytearray(data), b"mdat")
+    out.write_bytes(data[:d] + bytes(moov) + data[d:m])
+    return out
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("clips")
@@ -280,6 +296,15 @@ def test_every_bad_input_gets_a_clear_error(clips, tmp_path):
     trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     assert probe_container(trunc).truncated
     assert _code(trunc) == "truncated"
+    # cut inside the media data of an index-first file: what is there is analysed, with a note
+    fast = _index_first(good, tmp_path / "fast.mp4")
+    assert analyze_video(fast, "custom_cnn", max_frames=2).frames[1].t == pytest.approx(1.5)  # intact copy works
+    (tmp_path / "fast_cut.mp4").write_bytes(fast.read_bytes()[: int(fast.stat().st_size * 0.55)])
+    info = probe_container(tmp_path / "fast_cut.mp4")
+    assert info.truncated and info.indexed and info.video_codecs == ["mp4v"]
+    part = analyze_video(tmp_path / "fast_cut.mp4", "custom_cnn")
+    assert 1 <= len(part.frames) < 6 and any("truncated" in n for n in part.notes)
+    assert any("Decoding stopped" in n for n in part.notes)
     text = tmp_path / "notes.mp4"
     text.write_text("these are my notes, not a video\n" * 20)
     assert _code(text) == "not_video"
