@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from detector.specs import SPECS
+
 from .conftest import ALL_METHODS, FAST_DETECTOR, SMALL
 
 
@@ -45,7 +47,7 @@ def test_predict_all_detectors(client, face_image):
     from gradio_client import handle_file
 
     r = client.predict(handle_file(str(face_image)), "all", False, api_name="/predict")
-    assert [x["model"] for x in r["results"]] == ["vggface16", "densenet121", "custom_cnn"]
+    assert [x["model"] for x in r["results"]] == list(SPECS)  # registry order: vggface16, densenet121, ...
     assert r["unavailable"] == {}
     assert "label" not in r
     for x in r["results"]:
@@ -140,7 +142,7 @@ def test_missing_weights_are_reported(app_server, client, face_image, tmp_path, 
     try:
         assert "VGGFace16" in weights_overview()
         r = client.predict(handle_file(str(face_image)), "all", False, api_name="/predict")
-        assert [x["model"] for x in r["results"]] == ["densenet121", "custom_cnn"]
+        assert [x["model"] for x in r["results"]] == [n for n in SPECS if n != "vggface16"]
         assert "vggface16" in r["unavailable"]
         with pytest.raises(AppError, match="No weights for detector 'vggface16'"):
             client.predict(handle_file(str(face_image)), "vggface16", False, api_name="/predict")
