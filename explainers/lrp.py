@@ -12,6 +12,12 @@ and the epsilon stabiliser a little more; ``extra`` reports the sum and the logi
 Hooks are attached by zennit's ``Gradient`` attributor used as a context manager, which
 removes them and reverts the BatchNorm folding on exit, also on errors.
 
+timm's EfficientNet family (the EfficientNet-Lite0 detector) runs on a canonized copy
+(:mod:`explainers.lrp_timm`): BatchNorm folded into the convolutions, residual additions
+split by zennit's Norm rule. Its linear bottlenecks carry signed activations, where the
+z+ and Gamma rules lose relevance; a map whose input relevance is under 10% of the target
+logit says so in its notes.
+
 Where LRP is only an approximation: BatchNorm *before* a convolution (as in DenseNet)
 cannot be folded and is passed through as identity, and concatenations (DenseNet) are
 propagated by plain gradient routing. The result then carries a note saying so.
@@ -19,6 +25,10 @@ propagated by plain gradient routing. The result then carries a note saying so.
 from __future__ import annotations
 
 from .base import Explainer, RawAttribution, norm_tensors, register
+
+
+#: Below this fraction of the target logit reaching the input, the map is flagged as lossy.
+LOST_FRACTION = 0.1
 
 
 def _cat_spy():
@@ -87,6 +97,9 @@ class LRPExplainer(Explainer):
         import torch
         from zennit.attribution import Gradient
 
+        from .lrp_timm import lrp_ready
+
+        model, canon_notes = lrp_ready(model)  # timm EfficientNets: BN folded, residual sums (see lrp_timm)
         composite = make_composite(params["composite"], x, spec, float(params["epsilon"]), float(params["gamma"]))
         n_bn = _unmerged_batchnorms(model)
 
@@ -102,7 +115,7 @@ class LRPExplainer(Explainer):
         logit = float(out.detach()[0, target])
         rel = rel.detach()
         total = float(rel.sum())
-        notes = []
+        notes = list(canon_notes)
         reasons = []
         if n_bn:
             reasons.append(f"{n_bn} BatchNorm layer(s) sit before a convolution and are passed through as identity")
@@ -110,6 +123,10 @@ class LRPExplainer(Explainer):
             reasons.append("feature concatenations are propagated by plain gradient routing")
         if spec is not None and not spec.lrp_exact and not reasons:
             reasons.append("the detector spec marks LRP as inexact for this architecture")
+        if abs(logit) > 1e-3 and abs(total) < LOST_FRACTION * abs(logit):
+            reasons.append(f"most of the relevance was absorbed on the way back (the map sums to {total:.3g}, "
+                           f"the target logit is {logit:.3g}), so its colours show where relevance survived, "
+                           "not how much each pixel contributed")
         if reasons:
             notes.append("LRP is an approximation for this model: " + "; ".join(reasons) + ".")
         notes.append(f"Input relevance sums to {total:.3f}; the target logit is {logit:.3f} "
