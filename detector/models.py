@@ -118,8 +118,15 @@ class CustomCNN(_PooledLinearHead):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature map after the high-pass stem and the conv stages."""
-        return self.features(self.highpass(x))
+        """Feature map after the high-pass stem and the conv stages.
+
+        The stem runs in fp32 even under bf16 autocast: its fixed kernels subtract
+        neighbouring pixels, and bf16's 8-bit mantissa rounds away the small residuals it
+        exists to keep (the stage-2 card showed val AUC 0.832 under bf16 vs 0.813 in fp32).
+        """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            h = self.highpass(x.float())
+        return self.features(h)
 
 
 # (block, number of convs, width) of VGG-16 / VGG-Face.

@@ -66,3 +66,18 @@ def test_vggface16_has_13_convs_and_compact_head():
     assert len(convs) == 13 and convs[0] == "features.conv1_1" and convs[-1] == "features.conv5_3"
     linears = [x for x in m.modules() if isinstance(x, torch.nn.Linear)]
     assert len(linears) == 1 and linears[0].in_features == 512 and linears[0].out_features == 2
+
+
+def test_custom_cnn_high_pass_stem_stays_fp32_under_bf16_autocast():
+    import timm
+    import torch
+
+    import detector.models  # noqa: F401
+
+    m = timm.create_model("custom_cnn", num_classes=2).eval()
+    seen = {}
+    m.highpass.register_forward_hook(lambda mod, i, o: seen.update(dtype=o.dtype))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        m(x)
+    assert seen["dtype"] == torch.float32
