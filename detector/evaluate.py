@@ -33,14 +33,22 @@ AUC_TOLERANCE = 0.01
 
 
 def evaluate(model_name: str, data: str | Path, split: str = "test", sources: list[str] | None = None,
-             face_crop: bool = False, batch_size: int = 32, progress: bool = True) -> dict:
-    """Score every image of the split and return the metrics report (plus raw scores)."""
+             face_crop: bool = False, batch_size: int = 32, progress: bool = True, *, align: bool = False,
+             per_source: int = 0) -> dict:
+    """Score every image of the split and return the metrics report (plus raw scores).
+
+    ``align`` levels the eyes of the dataset crops first; ``per_source`` caps the images per
+    source (evenly spaced, both labels kept) for quick comparisons."""
     samples = read_index(data, split, sources)
+    if per_source:
+        from .data import cap_per_source
+
+        samples = cap_per_source(samples, per_source, sorted({s.source for s in samples}))
     if not samples:
         raise ValueError(f"no images for split {split!r} in {data}")
     t0 = time.perf_counter()
     preds = predict_batch([s.path for s in samples], model_name, face_crop=face_crop, batch_size=batch_size,
-                          progress=progress)
+                          progress=progress, align=align)
     elapsed = time.perf_counter() - t0
     ok = [(s, p) for s, p in zip(samples, preds) if isinstance(p, Prediction)]
     failed = [(str(s.path), p.message) for s, p in zip(samples, preds) if not isinstance(p, Prediction)]
@@ -49,7 +57,7 @@ def evaluate(model_name: str, data: str | Path, split: str = "test", sources: li
     src = np.array([s.source for s, _ in ok])
     report = {
         "model": model_name, "data": str(data), "split": split, "n_images": len(samples), "n_scored": len(ok),
-        "failed": failed[:20], "n_failed": len(failed), "face_crop": face_crop,
+        "failed": failed[:20], "n_failed": len(failed), "face_crop": face_crop, "align": align,
         "weights": ok[0][1].weights if ok else None, "seconds": round(elapsed, 1),
         "per_source": {s: binary_metrics(y[src == s], pf[src == s]) for s in sorted(set(src))},
         "pooled": binary_metrics(y, pf),
@@ -117,16 +125,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test")
     ap.add_argument("--sources", default=None, help="comma-separated subset of sources")
     ap.add_argument("--face-crop", action="store_true", help="detect and crop faces first")
+    ap.add_argument("--align", action="store_true",
+                    help="level the eyes of the dataset crops (YuNet landmarks) before scoring")
+    ap.add_argument("--per-source", type=int, default=0, help="at most N images per source (0: all)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--plots", default="artifacts/eval", help="folder for ROC / confusion PNGs")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--save", action="store_true", help="write checkpoints/NAME/metrics.json")
     ap.add_argument("--check-card", action="store_true", help="fail if AUC < metrics.json figure - 0.01")
     args = ap.parse_args(argv)
+    if args.save and (args.split != "test" or args.per_source or args.align or args.face_crop or args.sources):
+        print("error: --save records the card's test metrics: the whole test split, every source, as served "
+              "(no --per-source, --align, --face-crop or --sources)", file=sys.stderr)
+        return 2
     try:
         spec = get_spec(args.model)
         report = evaluate(args.model, args.data, args.split, args.sources.split(",") if args.sources else None,
-                          args.face_crop, args.batch_size)
+                          args.face_crop, args.batch_size, align=args.align, per_source=args.per_source)
     except (WeightsError, KeyError, ValueError, FileNotFoundError) as e:
         print(f"error: {getattr(e, 'message', None) or (e.args[0] if e.args else e)}", file=sys.stderr)
         return 2

@@ -97,9 +97,10 @@ def predict(image: ImageSource | Preprocessed, model_name: str = "custom_cnn", f
 
 
 def predict_batch(images: Sequence[ImageSource], model_name: str = "custom_cnn", face_crop: bool = True,
-                  batch_size: int = 16, device: str | None = None, progress: bool = False
+                  batch_size: int = 16, device: str | None = None, progress: bool = False, *, align: bool = False
                   ) -> list[Prediction | InputError]:
-    """Score many images in batches. Bad inputs give an :class:`InputError` in their slot."""
+    """Score many images in batches. Bad inputs give an :class:`InputError` in their slot.
+    ``align``: level the eyes of whole-image inputs too (:func:`detector.preprocess.prepare_face`)."""
     import torch
     from tqdm import tqdm
 
@@ -111,7 +112,7 @@ def predict_batch(images: Sequence[ImageSource], model_name: str = "custom_cnn",
         t0 = time.perf_counter()
         for i in range(start, min(start + batch_size, len(images))):
             try:
-                preps.append(preprocess(images[i], lm.spec, face_crop))
+                preps.append(preprocess(images[i], lm.spec, face_crop, align=align))
                 idx.append(i)
             except InputError as e:
                 out[i] = e

@@ -586,8 +586,10 @@ def finish(face_rgb: np.ndarray, spec: ModelSpec, augment: Callable[[np.ndarray]
     return normalize(enhanced, spec), enhanced
 
 
-def preprocess(source: ImageSource | LoadedImage, spec: ModelSpec, face_crop: bool = True) -> Preprocessed:
-    """The whole inference pipeline for one image; see the module docstring."""
-    face_raw, box, notes = prepare_face(source, spec, face_crop)
+def preprocess(source: ImageSource | LoadedImage, spec: ModelSpec, face_crop: bool = True, *,
+               align: bool = False) -> Preprocessed:
+    """The whole inference pipeline for one image; see the module docstring (``align``: see
+    :func:`prepare_face`)."""
+    face_raw, box, notes = prepare_face(source, spec, face_crop, align=align)
     tensor, face = finish(face_raw, spec)
     return Preprocessed(tensor=tensor, face=face, face_raw=face_raw, box=box, notes=notes)

@@ -142,3 +142,15 @@ def test_frozen_prefix_training_saves_a_full_model_that_matches_the_cached_path(
     got, _ = load_checkpoint_dir(out)
     assert torch.allclose(got.conv_stem.weight, ref.conv_stem.weight.half().float())
     assert not torch.allclose(got.classifier.weight, ref.classifier.weight.half().float())
+
+
+def test_evaluate_caps_per_source_and_save_refuses_partial_runs(dataset, tiny_ckpt_root, use_checkpoints, capsys):
+    use_checkpoints(tiny_ckpt_root)
+    rep = evaluate.evaluate("custom_cnn", dataset, "test", per_source=3, progress=False)
+    assert {k: v["n"] for k, v in rep["per_source"].items()} == {"dfdc": 3, "gan140k": 3}
+    aligned = evaluate.evaluate("custom_cnn", dataset, "test", per_source=3, progress=False, align=True)
+    assert aligned["align"] is True and aligned["n_images"] == 6
+    for extra in (["--per-source", "3"], ["--align"], ["--split", "val"], ["--sources", "dfdc"]):
+        assert evaluate.main(["--model", "custom_cnn", "--data", str(dataset), "--save", *extra]) == 2
+        assert "--save records the card's test metrics" in capsys.readouterr().err
+    assert not (tiny_ckpt_root / "custom_cnn" / "metrics.json").exists()
