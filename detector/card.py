@@ -162,12 +162,40 @@ def render_card(name: str) -> str:
     return "\n".join(lines)
 
 
+def results_table() -> str:
+    """Markdown table of every shipped detector's test metrics (from its ``metrics.json``),
+    best first by worst-source AUC, as the README shows it."""
+    from .specs import SPECS
+
+    rows = []
+    for name, spec in SPECS.items():
+        f = spec.local_dir / "metrics.json"
+        if not f.is_file():
+            continue
+        m = json.loads(f.read_text())
+        worst = min(v["roc_auc"] for v in m["per_source"].values())
+        rows.append((worst, name, spec, m))
+    lines = ["| detector | source | n | ROC AUC | accuracy | F1 (fake) | ECE |", "|---|---|---|---|---|---|---|"]
+    for _, name, spec, m in sorted(rows, key=lambda r: -r[0]):
+        for src, v in list(m["per_source"].items()) + [("pooled", m["pooled"])]:
+            lines.append(f"| [{spec.display_name}](checkpoints/{name}/README.md) | {src} | {v['n']} | "
+                         f"{_fmt(v['roc_auc'])} | {_fmt(v['accuracy'])} | {_fmt(v['f1'])} | {_fmt(v['ece'])} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m detector.card", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="+")
+    ap.add_argument("names", nargs="*", help="detectors whose card to write")
+    ap.add_argument("--table", action="store_true",
+                    help="print the README's results table (every detector with a metrics.json) and exit")
     args = ap.parse_args(argv)
+    if args.table:
+        print(results_table())
+        return 0
+    if not args.names:
+        ap.error("name at least one detector, or use --table")
     for name in args.names:
         path = get_spec(name).local_dir / "README.md"
         path.write_text(render_card(name))

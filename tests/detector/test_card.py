@@ -50,3 +50,19 @@ def test_card_of_a_single_run_says_from_scratch(tmp_path, use_checkpoints):
     use_checkpoints(tmp_path)
     card = render_card("custom_cnn")
     assert "From scratch (random init)" in card and "Trained in" not in card and "Not evaluated yet." in card
+
+
+def test_results_table_lists_every_shipped_detector_from_its_metrics():
+    import json
+
+    from detector.card import results_table
+    from detector.specs import SPECS
+
+    table = results_table()
+    for name, spec in SPECS.items():
+        f = spec.local_dir / "metrics.json"
+        if f.is_file():
+            m = json.loads(f.read_text())
+            for src, v in m["per_source"].items():
+                assert f"| [{spec.display_name}](checkpoints/{name}/README.md) | {src} | {v['n']} | {v['roc_auc']:.4f} |" \
+                    in table
