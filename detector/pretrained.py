@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -92,8 +91,10 @@ SOURCES: dict[str, PretrainedSource] = {
 
 
 def default_cache() -> Path:
-    """``$DEEPFAKE_PRETRAINED_CACHE`` or ``~/.cache/deepfake-pretrained``."""
-    return Path(os.environ.get("DEEPFAKE_PRETRAINED_CACHE", Path.home() / ".cache" / "deepfake-pretrained"))
+    """``$DEEPFAKE_PRETRAINED_CACHE`` or ``~/.cache/deepfake-pretrained`` (via :mod:`detector.settings`)."""
+    from .settings import current
+
+    return Path(current().pretrained_cache)
 
 
 def _sha256(path: Path) -> str:
