@@ -96,11 +96,13 @@ def bench_video(runs: int, model: str | None, device: str | None) -> int:
         print(f"clip: {VIDEO_SECONDS} s {VIDEO_SIZE[0]}x{VIDEO_SIZE[1]} {VIDEO_FPS} fps mp4v, "
               f"{clip.stat().st_size / 2 ** 20:.1f} MB, written in {time.perf_counter() - t0:.1f} s; model={name} "
               f"threads={torch.get_num_threads()} cpus={os.cpu_count()} loadavg={os.getloadavg()[0]:.1f}")
-        totals, rss = [], []
+        totals, rss, stages = [], [], {"decode": [], "detect": [], "score": []}
         for i in range(max(1, runs)):
             res = analyze_video(clip, name, fps=VIDEO_SAMPLE_FPS, device=device)
             tm = res.timings
             totals.append(tm["total"])
+            for k in stages:
+                stages[k].append(tm[k])
             rss.append(_rss_mb())
             if i == 0:
                 print(f"first clip (model loaded before timing): decode={tm['decode']:.2f} s detect+align="
@@ -109,6 +111,8 @@ def bench_video(runs: int, model: str | None, device: str | None) -> int:
             print(f"run {i + 1}/{runs}: total={tm['total']:.2f} s rss={rss[-1]:.0f} MB", flush=True)
     med = statistics.median(totals)
     ok = "OK" if med <= VIDEO_TARGET_S else "OVER"
+    print("median over runs: " + " ".join(f"{k}={statistics.median(v):.2f} s" for k, v in stages.items())
+          + f" total={med:.2f} s")
     print(f"video_total_s median={med:.2f} min={min(totals):.2f} target<={VIDEO_TARGET_S:.0f} s {ok}; "
           f"rss first={rss[0]:.0f} MB last={rss[-1]:.0f} MB (growth {rss[-1] - rss[0]:+.0f} MB over "
           f"{len(rss) - 1} runs); temp folder removed: {not Path(tmp).exists()}")
