@@ -7,17 +7,19 @@ goes through :class:`analysis.AnalysisService` (verdicts, streamed maps, cache, 
 zip) and the page's text comes from :mod:`analysis.text`. Importing this module builds
 nothing: ``app.demo`` is built on first access.
 
-API (see the "Use via API" page):
+API (see the "Use via API" page and the README):
 
-* ``/predict(image, detector, whole_image)`` -> JSON verdict(s);
+* ``/predict(image, detector, whole_image)`` -> JSON verdict(s), each with ``verdict``
+  (fake/real/inconclusive), ``reliability`` and ``warnings``; ``consensus`` for "all";
 * ``/explain(image, detector, methods, ig_steps, shap_samples, lime_samples, whole_image)`` ->
   (gallery of overlays, JSON report, zip). ``methods`` is a JSON object
   ``{method: {parameter: value}}``; a list of names with the three positional numbers is the
   deprecated form, kept for existing clients.
 
-``detector="all"`` ("Compare all") scores the image with every detector that has weights;
-explanations are then computed for the detector picked in "Explain with" (UI), else the
-first available in registry order.
+An omitted detector is the most reliable one (``detector.reliability.default_detector``).
+``detector="all"`` ("Compare all") scores the image with every detector that has weights, most
+reliable first, plus their combined verdict; explanations are then computed for the detector
+picked in "Explain with" (UI), else the most reliable available one.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ import gradio as gr  # noqa: E402
 from analysis import ALL, AUTO, AnalysisService, Done, MapReady, VerdictsReady  # noqa: E402
 from analysis import params as method_params  # noqa: E402
 from analysis import text  # noqa: E402
+from analysis import trust  # noqa: E402
+from analysis.video_tab import build_video_tab  # noqa: E402
 from detector.errors import DetectorError  # noqa: E402
 
 log = logging.getLogger("app")
@@ -46,6 +50,7 @@ EXAMPLES_DIR = ROOT / "examples"
 EXPLAIN_CONCURRENCY = 1
 CSS = """
 .verdict table { width: 100%; font-size: 0.92em; }
+.verdict th { word-break: keep-all; overflow-wrap: normal; hyphens: none; }
 .method-info { font-size: 0.92em; }
 #status p { margin: 0.2em 0; }
 """
@@ -87,29 +92,22 @@ def _api_error(e: Exception) -> gr.Error:
                     print_exception=False)
 
 
-def api_predict(image: Any, detector: str, whole_image: bool = False) -> dict:
-    """Verdict of one detector, or of every detector with weights when detector is "all".
+def api_predict(image: Any, detector: str | None = None, whole_image: bool = False) -> dict:
+    """Verdict of one detector (default: the most reliable), or of every detector with weights ("all").
 
-    Returns {"detector", "face_crop", "image_sha256", "results": [{model, display_name,
-    label, p_fake, p_real, face, weights, timings_ms, notes}], "unavailable": {name: why}}
-    plus "label", "p_fake", "p_real" at the top level when one detector was asked for.
+    Returns {"detector", "face_crop", "image_sha256", "results": [{model, display_name, label,
+    p_fake, p_real, verdict, reliability, warnings, face, weights, timings_ms, notes}],
+    "unavailable": {name: why}}, plus "label", "p_fake", "p_real", "verdict" at the top level
+    for one detector and "consensus" for "all" (see the README's API section).
     """
-    from explainers.report import verdict_record
-
     try:
-        v = service().verdicts(image, detector, not bool(whole_image))
+        v = service().verdicts(image, detector or trust.available_default().name, not bool(whole_image))
     except Exception as e:
         raise _api_error(e) from None
-    out = {"detector": detector, "face_crop": v.face_crop, "image_sha256": v.image_sha256,
-           "results": [verdict_record(p, text.display_name(p.model)) for p in v.predictions],
-           "unavailable": v.unavailable}
-    if detector != ALL:
-        p = v.predictions[0]
-        out.update({"label": p.label, "p_fake": p.p_fake, "p_real": p.p_real})
-    return out
+    return trust.predict_json(v)
 
 
-def api_explain(image: Any, detector: str, methods: Any = None, ig_steps: float | None = None,
+def api_explain(image: Any, detector: str | None = None, methods: Any = None, ig_steps: float | None = None,
                 shap_samples: float | None = None, lime_samples: float | None = None,
                 whole_image: bool = False) -> tuple[list, dict | None, str | None]:
     """Verdict(s) plus one saliency map per method.
@@ -125,6 +123,7 @@ def api_explain(image: Any, detector: str, methods: Any = None, ig_steps: float 
         names, params = method_params.method_params(list(METHOD_ORDER) if methods is None else methods,
                                                     (ig_steps, shap_samples, lime_samples))
         done = None
+        detector = detector or trust.available_default().name
         for ev in service().explain(image, detector, names, params, face_crop=not bool(whole_image)):
             done = ev if isinstance(ev, Done) else done
     except Exception as e:
@@ -137,20 +136,21 @@ def api_explain(image: Any, detector: str, methods: Any = None, ig_steps: float 
 # ---------------------------------------------------------------- UI
 def build(svc: AnalysisService) -> gr.Blocks:
     """The Blocks: layout from the registries, events wired to ``svc``."""
-    from detector.specs import list_specs
+    from detector.specs import get_spec
     from detector.weights import weights_status
     from explainers import METHOD_ORDER
 
-    status0, specs, sliders = weights_status(), list_specs(), method_params.sliders()
+    status0, sliders = weights_status(), method_params.sliders()
+    specs = [get_spec(n) for n in trust.detector_order()]  # most reliable first
     examples = text.example_files(EXAMPLES_DIR)
     info = {m: text.method_info(m) for m in METHOD_ORDER}
-    default_detector = next((s.name for s in specs if status0.get(s.name) is None), specs[0].name)
+    choice = trust.available_default()
 
     with gr.Blocks(title="Deepfake face detector that explains itself", delete_cache=(3600, 3600),
                    fill_width=True) as demo:
         gr.Markdown(text.intro_md())
         weights_md = gr.Markdown(text.weights_overview(), elem_id="weights-status")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Analyse", id="analyse"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=4, min_width=300):
@@ -158,8 +158,10 @@ def build(svc: AnalysisService) -> gr.Blocks:
                             label="Photo or face crop (upload, drop, paste, webcam)", type="filepath",
                             sources=["upload", "webcam", "clipboard"], image_mode=None, height=300,
                             elem_id="input-image")
-                        detector = gr.Radio([(s.display_name, s.name) for s in specs] + [("Compare all", ALL)],
-                                            value=default_detector, label="Detector", elem_id="detector")
+                        detector = gr.Radio(text.detector_choices(specs) + [("Compare all", ALL)],
+                                            value=choice.name, label="Detector (most reliable first)",
+                                            elem_id="detector")
+                        gr.Markdown(text.default_note(choice), elem_id="detector-note")
                         methods = gr.CheckboxGroup([(info[m]["display_name"], m) for m in METHOD_ORDER],
                                                    value=list(METHOD_ORDER), label="Explanations", elem_id="methods")
                         whole = gr.Checkbox(False, label="Analyse whole image (no face detection)",
@@ -170,24 +172,14 @@ def build(svc: AnalysisService) -> gr.Blocks:
                                                       precision=0, label=s.tunable.label, elem_id=s.elem_id)
                                             for s in sliders]
                             explain_with = gr.Dropdown(
-                                [("First available detector", AUTO)] + [(s.display_name, s.name) for s in specs],
+                                [("Most reliable available detector", AUTO)] + text.detector_choices(specs),
                                 value=AUTO, label="Explain with (Compare all)", elem_id="explain-with",
                                 info="With 'Compare all', maps are computed for this detector.")
                         with gr.Row():
                             run = gr.Button("Analyse", variant="primary", elem_id="run")
                             stop = gr.Button("Stop", variant="stop", elem_id="stop")
-                        ex = None
-                        if examples:
-                            ex = gr.Examples([[str(p), text.example_is_crop(p)] for p in examples],
-                                             inputs=[image, whole], examples_per_page=12, cache_examples=False,
-                                             label="Examples (click one to run it; true label in the caption)",
-                                             example_labels=[text.example_label(p) for p in examples],
-                                             api_visibility="private")
-                        else:
-                            gr.Markdown("*No example images in `examples/` yet.*")
-                        gr.Markdown(f"Images up to {svc.settings.max_pixels / 1e6:.0f} megapixels and "
-                                    f"{svc.settings.max_file_size}. Uploads are kept only in Gradio's temporary "
-                                    "files (deleted after about an hour).")
+                        expected = gr.Markdown(text.expected_time_md(svc, choice.name, AUTO, list(METHOD_ORDER)),
+                                               elem_id="expected-time", elem_classes=["method-info"])
                     with gr.Column(scale=6, min_width=320):
                         status = gr.Markdown("", elem_id="status")
                         verdict = gr.Markdown("", elem_id="verdict", elem_classes=["verdict"])
@@ -196,9 +188,11 @@ def build(svc: AnalysisService) -> gr.Blocks:
                                                 elem_id="face-raw", format="png", buttons=["download"])
                             face_eq = gr.Image(label="After CLAHE (what the model sees)", interactive=False,
                                                height=180, elem_id="face-clahe", format="png", buttons=["download"])
+                        gr.Markdown(text.CLAHE_LINE, elem_classes=["method-info"])
                         with gr.Tabs(elem_id="map-tabs"):
                             with gr.Tab("Side by side", id="grid", render_children=True):
-                                grid_img = gr.Image(label="All maps", interactive=False, elem_id="map-grid",
+                                grid_img = gr.Image(label="All maps", show_label=False, interactive=False,
+                                                    elem_id="map-grid",
                                                     format="png", buttons=["download", "fullscreen"])
                             tab_imgs, tab_mds = {}, {}
                             for m in METHOD_ORDER:
@@ -212,12 +206,28 @@ def build(svc: AnalysisService) -> gr.Blocks:
                                                      size="md")
                         with gr.Accordion("Report (JSON)", open=False):
                             report_json = gr.JSON(elem_id="report")
+                # Below the result (on a phone the columns stack: input, result, then examples).
+                ex = None
+                if examples:
+                    ex = gr.Examples([[str(p), text.example_is_crop(p)] for p in examples],
+                                     inputs=[image, whole], examples_per_page=12, cache_examples=False,
+                                     label="Examples (click one to run it; true label in the caption)",
+                                     example_labels=[text.example_label(p) for p in examples],
+                                     api_visibility="private", elem_id="examples")
+                else:
+                    gr.Markdown("*No example images in `examples/` yet.*")
+                gr.Markdown(f"Images up to {svc.settings.max_pixels / 1e6:.0f} megapixels and "
+                            f"{svc.settings.max_file_size}. Uploads are kept only in Gradio's temporary "
+                            "files (deleted after about an hour).")
+            video_tab = build_video_tab(svc, image, tabs=tabs, whole_image=whole)
             with gr.Tab("About", id="about"):
                 about_md = gr.Markdown(text.about_md(status0), elem_id="about")
 
         # Hidden components that only define the API endpoints' signatures.
         with gr.Column(visible=False):
             api_trigger = gr.Button("api")
+            api_detector = gr.Dropdown([n for n in trust.detector_order()] + [ALL], value=None, label="detector",
+                                       allow_custom_value=True, info="default: the most reliable detector")
             api_methods = gr.JSON(label="methods")
             api_legacy = [gr.Number(None, label=f"{m} {k} (deprecated)") for m, k in method_params.LEGACY_POSITIONAL]
             api_verdict = gr.JSON(label="verdicts")
@@ -244,9 +254,10 @@ def build(svc: AnalysisService) -> gr.Blocks:
                 for ev in svc.explain(data[image], data[detector], meths, params, not data[whole],
                                       data[explain_with], stream_grid=True, progress=progress):
                     if isinstance(ev, VerdictsReady):
-                        st.update({verdict: text.verdict_md(ev.verdicts.predictions, ev.verdicts.unavailable,
-                                                            ev.explained.model),
-                                   face_raw: ev.explained.face_raw, face_eq: ev.explained.face,
+                        raw_label, eq_label = text.crop_labels(ev.verdicts)
+                        st.update({verdict: text.verdict_md(ev.verdicts, ev.explained.model),
+                                   face_raw: gr.update(value=ev.explained.face_raw, label=raw_label),
+                                   face_eq: gr.update(value=ev.explained.face, label=eq_label),
                                    status: ("Computing maps…" if meths else "Done.")
                                    + "".join(" " + n for n in ev.notes)})
                         st.update({tab_mds[m]: "Computing…" for m in meths})
@@ -256,13 +267,8 @@ def build(svc: AnalysisService) -> gr.Blocks:
                                    tab_mds[res.method]: text.method_md(res, ev.cached), grid_img: ev.grid,
                                    status: f"{ev.done} of {ev.total} maps done ({time.perf_counter() - t0:.1f} s)…"})
                     else:
-                        recs = ev.report["methods"].values()
-                        failed = [v["display_name"] for v in recs if v["status"] == "error"]
-                        n_cached = sum(1 for v in recs if v["cached"])
-                        msg = (f"Done in {time.perf_counter() - t0:.1f} s"
-                               + (f" ({n_cached} of {len(meths)} maps from the cache)" if n_cached else "") + "."
-                               + (f" Could not run: {', '.join(failed)} (see their tabs)." if failed else ""))
-                        st.update({status: msg, report_json: ev.report, zip_file: ev.zip_path, grid_img: ev.grid})
+                        st.update({status: text.done_status(ev.report, time.perf_counter() - t0),
+                                   report_json: ev.report, zip_file: ev.zip_path, grid_img: ev.grid})
                     yield dict(st)
             except DetectorError as e:
                 gr.Warning(e.message)
@@ -285,16 +291,29 @@ def build(svc: AnalysisService) -> gr.Blocks:
         running = [run.click(analyse, ui_inputs, outputs, **run_kw)]
         if ex is not None:
             running.append(ex.load_input_event.then(analyse, ui_inputs, outputs, **run_kw))
-        stop.click(None, None, None, cancels=running, api_visibility="private", queue=False)
+        running += [ev_.then(analyse, ui_inputs, outputs, **run_kw)  # a video frame sent to the Analyse tab
+                    for ev_ in (video_tab.send_event, video_tab.pick_event)]
+        stop.click(lambda: text.STOPPED, None, status, cancels=running, api_visibility="private", queue=False,
+                   show_progress="hidden")
+
+        def expect(det: str, meths: list, with_: str) -> str:
+            return text.expected_time_md(svc, det, with_, [m for m in METHOD_ORDER if m in (meths or [])])
+
+        for comp in (detector, methods, explain_with):
+            comp.change(expect, [detector, methods, explain_with], expected, api_visibility="private", queue=False,
+                        show_progress="hidden")
+        for ev_ in running:
+            ev_.then(expect, [detector, methods, explain_with], expected, api_visibility="private", queue=False,
+                     show_progress="hidden")
 
         def refresh():
             return text.weights_overview(), text.about_md(weights_status())
 
         demo.load(refresh, None, [weights_md, about_md], api_visibility="private", queue=False,
                   show_progress="hidden")
-        api_trigger.click(api_predict, [image, detector, whole], api_verdict, api_name="predict",
+        api_trigger.click(api_predict, [image, api_detector, whole], api_verdict, api_name="predict",
                           concurrency_limit=svc.settings.concurrency, concurrency_id="verdict", preprocess=False)
-        api_trigger.click(api_explain, [image, detector, api_methods, *api_legacy, whole],
+        api_trigger.click(api_explain, [image, api_detector, api_methods, *api_legacy, whole],
                           [api_maps, api_report, api_zip], api_name="explain", concurrency_limit=EXPLAIN_CONCURRENCY,
                           concurrency_id="explain", preprocess=False)
     demo.queue(default_concurrency_limit=1, max_size=svc.settings.queue_size)

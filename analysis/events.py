@@ -18,8 +18,11 @@ class Verdicts:
     detector: str  #: what was asked for: a detector name or "all"
     face_crop: bool
     image_sha256: str
-    predictions: list[Any]  #: ``detector.predict.Prediction``, registry order
+    predictions: list[Any]  #: ``detector.predict.Prediction``, most reliable detector first
     unavailable: dict[str, str] = field(default_factory=dict)  #: detector -> why it could not run ("all" only)
+    trust: dict[str, Any] = field(default_factory=dict)  #: detector -> ``analysis.trust.Trust``
+    consensus: Any = None  #: ``analysis.trust.ConsensusView`` ("all" only)
+    facts: Any = None  #: ``analysis.trust.ImageFacts`` of the image
 
 
 @dataclass(frozen=True)

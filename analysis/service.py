@@ -35,7 +35,7 @@ __all__ = ["AnalysisService", "ALL", "AUTO", "cached_panel", "compose_grid", "di
 log = logging.getLogger(__name__)
 
 ALL = "all"  #: detector choice: every detector with weights ("Compare all")
-AUTO = "auto"  #: explain-with choice: the first available detector
+AUTO = "auto"  #: explain-with choice: the most reliable available detector
 #: The zip files the service writes are deleted after this many seconds.
 ZIP_MAX_AGE_S = 3600
 
@@ -56,7 +56,7 @@ def compose_grid(face: Any, results: Sequence[Any]) -> Any:
     if not items:
         return None
     try:
-        return grid(face, items)
+        return grid(face, items, transparent=True)  # the page's background (light or dark) between tiles
     except Exception:  # the tabs still show each map
         log.exception("side-by-side grid failed")
         return None
@@ -96,7 +96,7 @@ def cached_panel(cache: ResultCache, image_sha: str, pred: Any, loaded: Any, met
     x = pred.input.tensor.to(twin.device)
     for res in iter_panel(twin.model, x, pred.input.face, target, spec=spec, methods=todo,
                           params={m: params[m] for m in todo}, faithfulness=faithfulness,
-                          preview_first=preview_first):
+                          preview_first=preview_first, temperature=float(getattr(twin, "temperature", 1.0))):
         if res.error is None and not res.pending and res.method in keys:
             cache.put(keys[res.method], res)
         yield res, False
@@ -113,6 +113,8 @@ class AnalysisService:
         self._models_ready = threading.Event()
         self._copies: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._copies_lock = threading.Lock()
+        #: (detector, method) -> seconds its last computed map took here, faithfulness included (see expected_seconds)
+        self.method_seconds: dict[tuple[str, str], float] = {}
         self._verdicts_fn: Callable[..., Verdicts] = self._compute_verdicts
         self._panel_fn: Callable[..., Iterator[tuple[Any, bool]]] = self._compute_panel
         spaces = _zero_gpu_module(settings)
@@ -188,6 +190,8 @@ class AnalysisService:
         from detector.preprocess import load_image
         from detector.specs import list_specs
 
+        from . import trust as trusts
+
         self.await_models()
         names = [s.name for s in list_specs()]
         if detector not in names + [ALL]:
@@ -195,13 +199,14 @@ class AnalysisService:
                              "bad_choice")
         decoded: list[Any] = []
 
-        def image() -> Any:  # decode once, only if some verdict is not cached
+        def image() -> Any:  # decode once, only if something is not cached
             if not decoded:
                 decoded.append(load_image(source))
             return decoded[0]
 
+        facts = self.image_facts(sha, image, face_crop)
         preds, unavailable = [], {}
-        for name in names if detector == ALL else [detector]:
+        for name in trusts.detector_order(names) if detector == ALL else [detector]:
             key = make_key(sha, name, "verdict", {"face_crop": face_crop})
             pred = self.cache.get(key)
             try:
@@ -215,7 +220,35 @@ class AnalysisService:
                 unavailable[name] = e.message
         if not preds:
             raise WeightsError("No detector has weights yet: " + " ".join(unavailable.values()))
-        return Verdicts(detector, face_crop, sha, preds, unavailable)
+        trust = {p.model: trusts.trust(p, facts, face_crop) for p in preds}
+        cons = trusts.consensus_view(preds) if detector == ALL else None
+        return Verdicts(detector, face_crop, sha, preds, unavailable, trust, cons, facts)
+
+    def image_facts(self, sha: str, image: Callable[[], Any], face_crop: bool) -> Any:
+        """Size and face presence of the image (cached); refuses an image too small to score.
+
+        Raises :class:`InputError` (code ``too_small``) with :func:`detector.reliability.input_refusal`'s
+        message before any detector runs. In whole-image mode the face detector still runs, only to
+        say whether the score can mean anything.
+        """
+        import numpy as np
+
+        from detector.preprocess import detect_faces_full
+        from detector.reliability import input_refusal
+
+        from .trust import ImageFacts
+
+        key = make_key(sha, "image", "facts", {"face_crop": face_crop})
+        facts = self.cache.get(key)
+        if facts is None:
+            img = image().image
+            refusal = input_refusal(img.size)
+            if refusal:
+                raise InputError(refusal, "too_small")
+            found = None if face_crop else bool(detect_faces_full(np.asarray(img)))
+            facts = ImageFacts((int(img.size[0]), int(img.size[1])), found)
+            self.cache.put(key, facts)
+        return facts
 
     # ------------------------------------------------------------ explanations
     def model_copy(self, loaded: Any) -> Any:
@@ -260,7 +293,7 @@ class AnalysisService:
         Args:
             image: upload payload, path or bytes.
             detector: a detector name or ``"all"`` (maps then explain ``explain_with``, else the
-                first available detector in registry order).
+                most reliable available detector).
             methods: method names (any order; run cheapest first, reported in display order).
             params: ``{method: {parameter: value}}`` (already checked, see :mod:`analysis.params`).
             stream_grid: compose the side-by-side grid on each map that changes it (the UI shows it
@@ -282,8 +315,14 @@ class AnalysisService:
         yield VerdictsReady(verdicts, pred, notes)
         results: dict[str, tuple[Any, bool]] = {}
         grid, drawn = None, {}
+        t_map = time.perf_counter()
         for res, cached in (self._panel_fn(sha, pred, methods, params, bool(face_crop)) if methods else ()):
             results[res.method] = (res, cached)
+            if not res.pending:
+                now = time.perf_counter()
+                if not cached and not res.error:
+                    self.method_seconds[(pred.model, res.method)] = now - t_map
+                t_map = now
             done = sum(1 for r, _ in results.values() if not r.pending)
             if progress and not res.pending:
                 progress((done, len(methods)), desc=f"{res.display_name} done", unit="maps")
@@ -299,6 +338,15 @@ class AnalysisService:
                              notes)
         zip_path = self.write_zip(report, pred, ordered, grid) if write_zip else None
         yield Done(verdicts, report, zip_path, grid, ordered, time.perf_counter() - t0)
+
+    def expected_seconds(self, detector: str, methods: Sequence[str]) -> tuple[float, list[str]]:
+        """(seconds the ``methods`` took for ``detector`` on their last computed run here, methods not measured yet).
+
+        Measured on this server (wall time from one map to the next, faithfulness included), so
+        it reflects this machine and its load; nothing is assumed for a method never run.
+        """
+        known = [self.method_seconds[(detector, m)] for m in methods if (detector, m) in self.method_seconds]
+        return sum(known), [m for m in methods if (detector, m) not in self.method_seconds]
 
     @staticmethod
     def _pick_explained(preds: list[Any], explain_with: str | None) -> tuple[Any, list[str]]:
@@ -318,12 +366,16 @@ class AnalysisService:
         """The JSON report of one analysis (``explained`` is None when no map was asked for)."""
         from explainers import report as reports
 
+        from .trust import consensus_json, verdict_json
+
         return reports.build_report(
             image_sha256=verdicts.image_sha256, image_name=image_name, face_crop=verdicts.face_crop,
             verdicts=[(p, display_name(p.model)) for p in verdicts.predictions],
             explained_with=explained.model if explained is not None else None,
             target=(explained.target, explained.label) if explained is not None else None, results=results,
-            cached_methods=cached_methods, unavailable=verdicts.unavailable, params=params, notes=notes)
+            cached_methods=cached_methods, unavailable=verdicts.unavailable, params=params, notes=notes,
+            verdict_extra={n: verdict_json(t) for n, t in verdicts.trust.items()},
+            consensus=consensus_json(verdicts.consensus) if verdicts.consensus is not None else None)
 
     def write_zip(self, report: dict, pred: Any, results: Sequence[Any], grid: Any) -> str:
         """Write the report's zip into the service's temporary folder (deleting zips older than an hour)."""

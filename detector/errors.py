@@ -29,7 +29,8 @@ class NoFaceError(InputError):
         super().__init__(
             message
             or "No face found in this image. Upload a clearer, frontal face photo, or choose "
-            "'Analyse whole image' (CLI: --no-face-crop) to score the whole picture.",
+            "'Analyse whole image' (API: whole_image=True; command line: --no-face-crop) to score the whole "
+            "picture.",
             code="no_face",
         )
 

@@ -8,8 +8,9 @@ pixels injects high-frequency speckle that these detectors can react to whatever
 order: on an early custom-CNN checkpoint a *random* map reached a deletion AUC of 0.10 at
 pixel level, as low as the real maps, against 0.54 with patches. ``patch=1`` gives the pixel-level variant.
 Deletion replaces the top ``k/steps`` fraction of pixels with the baseline (a strong blur by
-default, which removes the fine texture detectors rely on) and tracks the softmax
-probability of the target; insertion starts from the baseline and puts the top pixels
+default, which removes the fine texture detectors rely on) and tracks the probability of
+the target, calibrated with the detector's temperature as the verdict is
+(``softmax(logits / temperature)``, so the curve starts at the verdict's probability); insertion starts from the baseline and puts the top pixels
 back. Areas under both curves are in [0, 1]: a faithful map has a LOW deletion AUC (the
 score collapses quickly) and a HIGH insertion AUC; ``score = insertion - deletion``.
 All ``2 * steps`` distinct images go through the model in at most two batches.
@@ -20,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["deletion_insertion", "gaussian_blur", "make_baseline_image"]
+__all__ = ["deletion_insertion", "random_map", "gaussian_blur", "make_baseline_image"]
 
 
 def gaussian_blur(x, sigma: float):
@@ -68,12 +69,20 @@ def _patch_mean(m: np.ndarray, patch: int) -> np.ndarray:
     return np.repeat(np.repeat(cells, patch, 0), patch, 1)[:h, :w]
 
 
+def random_map(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A seeded uniform random map (H, W): the baseline a real map's faithfulness is judged against."""
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
 def deletion_insertion(model, x, attr_map: np.ndarray, target: int, steps: int = 20, baseline="blur",
-                       labels: Sequence[str] | None = None, patch: int | None = None) -> dict:
+                       labels: Sequence[str] | None = None, patch: int | None = None,
+                       temperature: float = 1.0) -> dict:
     """Deletion and insertion curves of p(target) for ``attr_map`` (H, W); see the module docstring.
 
-    Returns ``deletion_auc``, ``insertion_auc``, ``score`` (insertion - deletion, higher is
-    better), ``fractions``, ``deletion_curve``, ``insertion_curve``, ``steps`` and ``meaning``.
+    ``temperature``: the detector's calibration temperature (``LoadedModel.temperature``), so
+    the probabilities are the verdict's. Returns ``deletion_auc``, ``insertion_auc``,
+    ``score`` (insertion - deletion, in [-1, 1], higher is better), ``fractions``,
+    ``deletion_curve``, ``insertion_curve``, ``steps``, ``temperature`` and ``meaning``.
     """
     import torch
 
@@ -113,7 +122,7 @@ def deletion_insertion(model, x, attr_map: np.ndarray, target: int, steps: int =
             logits = torch.cat([model(batch[:half]), model(batch[half:])]) if batch.shape[0] > 16 else model(batch)
         finally:
             model.train(was_training)
-        p = torch.softmax(logits.float(), dim=1)[:, target].cpu().numpy().astype(np.float64)
+        p = torch.softmax(logits.float() / float(temperature), dim=1)[:, target].cpu().numpy().astype(np.float64)
     p_x, p_b, p_del, p_ins = p[0], p[1], p[2:steps + 1], p[steps + 1:]
     del_curve = np.concatenate([[p_x], p_del, [p_b]])
     ins_curve = np.concatenate([[p_b], p_ins, [p_x]])
@@ -129,5 +138,5 @@ def deletion_insertion(model, x, attr_map: np.ndarray, target: int, steps: int =
                f"insertion AUC {i_auc:.2f} (higher = more faithful).")
     return {"deletion_auc": d_auc, "insertion_auc": i_auc, "score": i_auc - d_auc,
             "fractions": fracs.tolist(), "deletion_curve": del_curve.tolist(), "insertion_curve": ins_curve.tolist(),
-            "steps": steps, "patch": patch, "baseline": baseline if isinstance(baseline, str) else "custom",
+            "steps": steps, "patch": patch, "temperature": float(temperature), "baseline": baseline if isinstance(baseline, str) else "custom",
             "meaning": meaning}

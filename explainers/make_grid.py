@@ -55,13 +55,14 @@ def main(argv: list[str] | None = None) -> int:
             if r.overlay is not None:
                 f = r.faithfulness or {}
                 # the overlay carries the method name; the grid title adds its faithfulness score
-                items.append((f"faithfulness {f['score']:+.2f}" if "score" in f else "", r.overlay))
+                reading = f" ({f['reading']})" if f.get("reading") else ""
+                items.append((f"faithfulness {f['score']:+.2f}{reading}" if "score" in f else "", r.overlay))
             else:
                 print(f"{path}: {r.display_name}: {r.error}", file=sys.stderr)
         img = grid(pred.face, items)
         dst = out / f"{Path(path).stem}_{args.model}_grid.png"
         Image.fromarray(np.asarray(img)).save(dst)
-        print(f"{dst}: {pred.label} p_fake={pred.p_fake:.3f}")
+        print(f"{dst}: {done.verdicts.trust[pred.model].verdict} p_fake={pred.p_fake:.3f}")
     return 0
 
 

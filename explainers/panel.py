@@ -18,7 +18,7 @@ import numpy as np
 from detector.errors import DetectorError
 
 from .base import Attribution, get_explainer, run_order
-from .faithfulness import deletion_insertion
+from .faithfulness import deletion_insertion, random_map
 from .render import overlay
 
 __all__ = ["PanelResult", "iter_panel", "FAITHFULNESS_STEPS", "error_message"]
@@ -58,18 +58,31 @@ def error_message(display_name: str, exc: BaseException) -> str:
     return f"{display_name} failed: {type(exc).__name__}: {text}"
 
 
+def random_baseline(model, x, target: int, temperature: float = 1.0, labels=None) -> dict:
+    """Faithfulness of a seeded random map on the same image and detector (what a map must beat)."""
+    h, w = x.shape[-2:]
+    return deletion_insertion(model, x, random_map((h, w)), target, steps=FAITHFULNESS_STEPS, labels=labels,
+                              temperature=temperature)
+
+
 def iter_panel(model, x, face: np.ndarray, target: int, spec=None, methods: list[str] | None = None,
                params: dict[str, dict] | None = None, faithfulness: bool = True,
-               preview_first: bool = False) -> Iterator[PanelResult]:
+               preview_first: bool = False, temperature: float = 1.0) -> Iterator[PanelResult]:
     """Yield one :class:`PanelResult` per method as soon as it is computed (cheap methods first).
 
     With ``preview_first``, the first map that is drawn is also yielded before its
     faithfulness score is computed (``pending=True``), then again complete: on a large
     network the deletion/insertion passes cost more than the map itself, and the first
-    map should appear at once.
+    map should appear at once. ``temperature`` calibrates the faithfulness probabilities as
+    the verdict's are. Each faithfulness record also holds ``random_score`` (a seeded random
+    map's score on the same input, computed once per call) and ``reading``/``reading_text``
+    (:func:`detector.reliability.faithfulness_reading`).
     """
+    from detector.reliability import faithfulness_reading
+
     params = params or {}
     previewed = False
+    baseline: list[float] = []
     labels = tuple(spec.label_names) if spec is not None else None
     target_label = labels[target] if labels and 0 <= target < len(labels) else None
     for name in run_order(methods):
@@ -97,7 +110,12 @@ def iter_panel(model, x, face: np.ndarray, target: int, spec=None, methods: list
             yield PanelResult(name, display, attr, ov, None, None, pending=True)
         if faithfulness:
             try:
-                faith = deletion_insertion(model, x, attr.map, target, steps=FAITHFULNESS_STEPS, labels=labels)
+                faith = deletion_insertion(model, x, attr.map, target, steps=FAITHFULNESS_STEPS, labels=labels,
+                                           temperature=temperature)
+                if not baseline:
+                    baseline.append(random_baseline(model, x, target, temperature, labels)["score"])
+                label, sentence = faithfulness_reading(faith["score"], baseline[0])
+                faith.update({"random_score": baseline[0], "reading": label, "reading_text": sentence})
             except Exception as e:
                 log.warning("faithfulness for %s failed", name, exc_info=True)
                 attr.notes.append(error_message("Faithfulness check", e))

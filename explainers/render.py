@@ -2,7 +2,7 @@
 
 Signed maps use a diverging blue-white-red scale, symmetric around 0 and scaled by the
 99th percentile of ``|map|`` (robust to a few extreme pixels): red = evidence toward the
-target label, blue = against it. Unsigned maps use a sequential black-red-yellow scale
+target label, blue = against it (toward the other label); the bar is labelled in those words. Unsigned maps use a sequential black-red-yellow scale
 from 0 to the 99th percentile. The map is blended over the face with an opacity that
 grows with the magnitude, so unimportant areas keep showing the face. Rendering takes a
 few milliseconds (no matplotlib).
@@ -79,9 +79,9 @@ def _resize(img: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np
     return cv2.resize(img, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
 
 
-def _tick(v: float) -> str:
-    """A colour-bar tick label (2 significant digits)."""
-    return f"{v:.2g}" if (abs(v) >= 1e-2 or v == 0) else f"{v:.1e}"
+def _other(label: str) -> str:
+    """The other class of the two ("fake" <-> "real"), for the bar's blue end."""
+    return {"fake": "real", "real": "fake"}.get(label, "other classes")
 
 
 def overlay(face: np.ndarray, attr: np.ndarray, signed: bool, alpha: float = 0.55, title: str | None = None,
@@ -110,11 +110,13 @@ def overlay(face: np.ndarray, attr: np.ndarray, signed: bool, alpha: float = 0.5
     blended = (face_big.astype(np.float32) * (1 - op) + rgb.astype(np.float32) * op).round().astype(np.uint8)
 
     label = target_label or "target"
-    if signed:  # numbers under the bar's ends and centre, then the meaning of each side
-        rows = [(f"-{_tick(scale)}", "0", f"+{_tick(scale)}"), (f"against {label}", "", f"toward {label}")]
+    # Words, not the map's raw units (which differ by method and mean nothing to a reader; the .npy keeps them):
+    # the bar spans this map's own range, 99th percentile at the ends.
+    if signed:
+        rows = [("strongly", "no effect", "strongly"), (f"toward {_other(label)}", "", f"toward {label}")]
         colours = ((33, 102, 172), (0, 0, 0), (178, 24, 43))
     else:
-        rows = [("0", "importance", _tick(scale))]
+        rows = [("no influence", "", "most influence")]
         colours = ((0, 0, 0),) * 3
     pad = 4
     fs = max(11, W // 22)
@@ -146,8 +148,10 @@ def overlay(face: np.ndarray, attr: np.ndarray, signed: bool, alpha: float = 0.5
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def grid(face: np.ndarray, items: list[tuple[str, np.ndarray]], columns: int = 4) -> np.ndarray:
-    """Face plus one tile per ``(title, image)`` in a grid (uint8 RGB).
+def grid(face: np.ndarray, items: list[tuple[str, np.ndarray]], columns: int = 4,
+         transparent: bool = False) -> np.ndarray:
+    """Face plus one tile per ``(title, image)`` in a grid (uint8 RGB; RGBA with a see-through background
+    between the tiles when ``transparent``, so the page's own background, light or dark, shows there).
 
     Each image is an overlay from :func:`overlay` (H, W, 3) or a raw 2-D map, which is then
     rendered with :func:`overlay` (signed if it has negative values). Titles go above the
@@ -172,7 +176,8 @@ def grid(face: np.ndarray, items: list[tuple[str, np.ndarray]], columns: int = 4
     cols = max(1, min(columns, len(tiles)))
     rows = (len(tiles) + cols - 1) // cols
     gap = 6
-    canvas = Image.new("RGB", (cols * tw + (cols + 1) * gap, rows * (th + head) + (rows + 1) * gap), (255, 255, 255))
+    size = (cols * tw + (cols + 1) * gap, rows * (th + head) + (rows + 1) * gap)
+    canvas = Image.new("RGBA", size, (0, 0, 0, 0)) if transparent else Image.new("RGB", size, (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for i, (title, img) in enumerate(tiles):
         r, c = divmod(i, cols)

@@ -107,19 +107,25 @@ def build_report(*, image_sha256: str, image_name: str | None, face_crop: bool,
                  verdicts: Sequence[tuple[Any, str]], explained_with: str | None,
                  target: tuple[int, str] | None, results: Iterable[Any] = (),
                  cached_methods: Iterable[str] = (), unavailable: Mapping[str, str] | None = None,
-                 params: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> dict:
+                 params: Mapping[str, Any] | None = None, notes: Sequence[str] = (),
+                 verdict_extra: Mapping[str, Mapping[str, Any]] | None = None,
+                 consensus: Mapping[str, Any] | None = None) -> dict:
     """The JSON report for one analysis.
 
     ``verdicts`` is a list of ``(Prediction, display_name)``; ``results`` the panel
-    results (any order); ``unavailable`` maps detector name to why it could not run.
+    results (any order); ``unavailable`` maps detector name to why it could not run;
+    ``verdict_extra`` adds fields to a detector's verdict record (``verdict``,
+    ``reliability``, ``warnings``); ``consensus`` is the combined verdict ("Compare all").
     """
     cached = set(cached_methods)
-    return {
+    extra = verdict_extra or {}
+    out = {
         "report_version": 1,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "image": {"sha256": image_sha256, "name": image_name},
         "face_crop": bool(face_crop),
-        "verdicts": [verdict_record(p, d) for p, d in verdicts],
+        "verdicts": [{**verdict_record(p, d), **jsonable(dict(extra.get(getattr(p, "model", None), {})))}
+                     for p, d in verdicts],
         "unavailable_detectors": dict(unavailable or {}),
         "explained_with": explained_with,
         "target": {"index": target[0], "label": target[1]} if target else None,
@@ -128,6 +134,9 @@ def build_report(*, image_sha256: str, image_name: str | None, face_crop: bool,
         "notes": list(notes),
         "disclaimer": DISCLAIMER,
     }
+    if consensus is not None:
+        out["consensus"] = jsonable(dict(consensus))
+    return out
 
 
 def write_zip(report: dict, dest: str | Path, *, face_raw: np.ndarray | None = None, face: np.ndarray | None = None,

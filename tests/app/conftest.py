@@ -27,6 +27,42 @@ FAST_DETECTOR = "custom_cnn"
 IMPORT_STATE: dict = {}
 
 
+#: Test figures written beside the random-weight checkpoints (never real ones): the fast detector is the only
+#: reliable one, so it is preselected; every other detector in SPECS is weak. Bands: the fast detector's is wide
+#: (random weights score near 0.5: inconclusive), DenseNet-121's is the single point 0.5 (always decided).
+TEST_AUC_STRONG = {"gan140k": 0.93, "dfdc": 0.81}
+TEST_AUC_WEAK = {"gan140k": 0.86, "dfdc": 0.62}
+TEST_BANDS = {FAST_DETECTOR: (0.02, 0.98), "densenet121": (0.5, 0.5)}
+CONSENSUS_OF = ("densenet121", FAST_DETECTOR)
+
+
+def write_test_reliability(root: Path) -> None:
+    """``metrics.json`` per detector, ``decision_band`` in two configs and a ``consensus.json`` (test figures)."""
+    import json
+
+    from detector.consensus import ConsensusModel
+    from detector.specs import SPECS
+    from detector.verdict_bands import Band
+
+    def metrics(aucs: dict) -> dict:
+        return {"split": "test", "per_source": {s: {"roc_auc": a} for s, a in aucs.items()},
+                "pooled": {"roc_auc": min(aucs.values())}}
+
+    for name in SPECS:
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        aucs = TEST_AUC_STRONG if name == FAST_DETECTOR else TEST_AUC_WEAK
+        (folder / "metrics.json").write_text(json.dumps(metrics(aucs)))
+        if name in TEST_BANDS:
+            cfg = json.loads((folder / "config.json").read_text())
+            lo, hi = TEST_BANDS[name]
+            cfg["decision_band"] = Band(lo, hi, rule="test band", n_val=100).to_json()
+            (folder / "config.json").write_text(json.dumps(cfg))
+    ConsensusModel(CONSENSUS_OF, (1.0, 1.0), 0.0, Band(0.4, 0.6, rule="test band"),
+                   test=metrics({"gan140k": 0.95, "dfdc": 0.83})).save(root / "consensus.json")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,6 +97,7 @@ def app_server(tmp_path_factory):
     for var in [v for v in os.environ if v.startswith("DEEPFAKE_HUB_")]:
         os.environ.pop(var)
     write_tiny_checkpoints(ckpt)
+    write_test_reliability(ckpt)
     import detector.weights
 
     detector.weights.clear_cache()

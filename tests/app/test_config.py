@@ -37,9 +37,13 @@ def test_launch_settings(app_server):
 def test_examples_follow_file_names(app_server):
     from pathlib import Path
 
-    from analysis.text import example_is_crop, example_label
+    from analysis.text import example_files, example_is_crop, example_label
 
-    assert example_label(Path("dfdc_fake_aacwokkodz.jpg")) == "dfdc · true label: fake"
-    assert example_label(Path("photo_astronaut_real.jpg")) == "photo · true label: real"
+    from .conftest import ROOT
+
+    assert example_label(Path("dfdc_fake_aacwokkodz.jpg")) == "dfdc · true label: fake · aacwokkodz"
+    assert example_label(Path("photo_astronaut_real.jpg")) == "photo · true label: real · astronaut"
+    labels = [example_label(p) for p in example_files(ROOT / "examples")]
+    assert len(set(labels)) == len(labels)  # unique captions
     assert example_is_crop(Path("gan140k_real_00025.jpg"))
     assert not example_is_crop(Path("photo_astronaut_real.jpg"))

@@ -57,7 +57,8 @@ def test_throwaway_method_and_detector_appear_everywhere(app_server, throwaway, 
 
     _, app = app_server
     demo = app.build(app.service())  # a fresh UI built from the registries
-    assert ("Tiny Net", "tiny_net") in _choices(demo, "detector").choices
+    # no metrics.json: ranked last, labelled as such
+    assert _choices(demo, "detector").choices[-2] == ("Tiny Net (unknown reliability)", "tiny_net")
     assert ("Throwaway", "throwaway_grad") in _choices(demo, "methods").choices
     assert _choices(demo, "param-throwaway_grad").label == "Throwaway: scale"
     tabs = {b.id for b in demo.blocks.values() if isinstance(b, gr.Tab)}
