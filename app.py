@@ -39,6 +39,7 @@ from analysis import ALL, AUTO, AnalysisService, Done, MapReady, VerdictsReady  
 from analysis import params as method_params  # noqa: E402
 from analysis import text  # noqa: E402
 from analysis import trust  # noqa: E402
+from analysis.video_tab import build_video_tab  # noqa: E402
 from detector.errors import DetectorError  # noqa: E402
 
 log = logging.getLogger("app")
@@ -218,6 +219,7 @@ def build(svc: AnalysisService) -> gr.Blocks:
                 gr.Markdown(f"Images up to {svc.settings.max_pixels / 1e6:.0f} megapixels and "
                             f"{svc.settings.max_file_size}. Uploads are kept only in Gradio's temporary "
                             "files (deleted after about an hour).")
+            video_tab = build_video_tab(svc, image, tabs=tabs, whole_image=whole)
             with gr.Tab("About", id="about"):
                 about_md = gr.Markdown(text.about_md(status0), elem_id="about")
 
@@ -289,6 +291,8 @@ def build(svc: AnalysisService) -> gr.Blocks:
         running = [run.click(analyse, ui_inputs, outputs, **run_kw)]
         if ex is not None:
             running.append(ex.load_input_event.then(analyse, ui_inputs, outputs, **run_kw))
+        running += [ev_.then(analyse, ui_inputs, outputs, **run_kw)  # a video frame sent to the Analyse tab
+                    for ev_ in (video_tab.send_event, video_tab.pick_event)]
         stop.click(lambda: text.STOPPED, None, status, cancels=running, api_visibility="private", queue=False,
                    show_progress="hidden")
 

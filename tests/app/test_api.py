@@ -23,7 +23,7 @@ def _explain(client, path, detector=FAST_DETECTOR, methods=ALL_METHODS, whole_im
 
 def test_api_lists_only_public_endpoints(client):
     api = client.view_api(return_format="dict", print_info=False)
-    assert sorted(api["named_endpoints"]) == ["/explain", "/predict"]
+    assert sorted(api["named_endpoints"]) == ["/analyze_video", "/explain", "/predict"]
     assert not api["unnamed_endpoints"]
     names = [p["parameter_name"] for p in api["named_endpoints"]["/explain"]["parameters"]]
     assert names == ["image", "detector", "methods", "ig_steps", "shap_samples", "lime_samples", "whole_image"]
