@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -85,9 +84,16 @@ REFINE_PASSES: int = 2
 REFINE_TOLERANCE: float = 2.0
 REFINE_SCORE_THRESHOLD: float = 0.3
 
-#: Largest number of pixels we decode (decompression-bomb guard). Override with
-#: ``DEEPFAKE_MAX_PIXELS``.
-MAX_PIXELS: int = int(os.environ.get("DEEPFAKE_MAX_PIXELS", 40_000_000))
+#: Default largest number of pixels we decode (decompression-bomb guard); the limit in force
+#: is ``detector.settings.current().max_pixels`` (``DEEPFAKE_MAX_PIXELS``), read when an
+#: image is loaded, not at import.
+MAX_PIXELS: int = 40_000_000
+
+
+def _max_pixels() -> int:
+    from .settings import current
+
+    return int(current().max_pixels)
 
 ImageSource = Union[str, Path, bytes, Image.Image, np.ndarray]
 
@@ -163,7 +169,7 @@ def _sniff(head: bytes) -> str:
 
 def _too_big_msg(size: tuple[int, int] | None) -> str:
     dims = f" ({size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} MP)" if size else ""
-    return (f"Image too large{dims}: the limit is {MAX_PIXELS / 1e6:.0f} megapixels. "
+    return (f"Image too large{dims}: the limit is {_max_pixels() / 1e6:.0f} megapixels. "
             "Resize it and upload again.")
 
 
@@ -185,7 +191,7 @@ def load_image(source: ImageSource, max_pixels: int | None = None) -> LoadedImag
     user-facing message for anything that is not a readable image, is truncated or is
     larger than ``max_pixels``.
     """
-    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    limit = _max_pixels() if max_pixels is None else max_pixels
     img = _open(source)
     notes: list[str] = []
     w, h = img.size
