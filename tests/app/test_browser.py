@@ -181,7 +181,10 @@ def test_stop_then_run_again(app_server, page_factory, face_image, tmp_path):
     page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped')", timeout=30_000)
     page.wait_for_timeout(1000)
     assert "Done" not in page.inner_text("#status")
-    assert "Error" not in page.inner_text("body"), "Stop must not paint error badges"
+    badges = page.evaluate("""() => [...document.querySelectorAll('body *')]
+        .filter(e => e.children.length === 0 && /\\bError\\b/.test(e.textContent) && e.offsetParent !== null)
+        .map(e => (e.closest('[id]') || e).id + ': ' + e.outerHTML.slice(0, 200))""")
+    assert not badges, f"Stop must not paint error badges: {badges}"
     for name in ("SHAP", "LIME", "Integrated Gradients"):  # keep the rerun quick
         page.locator("#methods").get_by_label(name).uncheck()
     page.click("#run")

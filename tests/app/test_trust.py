@@ -46,3 +46,41 @@ def test_verdict_text_never_capitalises_an_inconclusive_score(app_server, face_i
     md = text.verdict_md(every, every.predictions[0].model)
     assert "Combined verdict" in md and all(text.display_name(n) in md for n in CONSENSUS_OF)
     assert md.count("weak: for comparison only") >= len(every.predictions) - 1  # every detector but the fast one
+
+
+def test_whole_image_without_face_is_labelled_and_expected_time_is_measured(app_server, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from analysis import AnalysisService, text
+    from detector.reliability import NO_FACE_WARNING
+
+    _, app = app_server
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((256, 256, 3), 120, np.uint8)).save(flat)
+    svc = AnalysisService(app.SETTINGS)
+    assert "not measured on this server yet" in text.expected_time_md(svc, FAST_DETECTOR, None, ["gradcam"])
+    events = list(svc.explain(str(flat), FAST_DETECTOR, ["gradcam"], face_crop=False))
+    v, done = events[0].verdicts, events[-1]
+    assert v.facts.face_found is False and NO_FACE_WARNING in v.trust[FAST_DETECTOR].warnings
+    raw, eq = text.crop_labels(v)
+    assert "Face crop" not in raw + eq and "no face detected" in raw
+    assert f"**Warning:** {NO_FACE_WARNING[0].upper()}{NO_FACE_WARNING[1:]}" in text.verdict_md(v, None)
+    seconds, missing = svc.expected_seconds(FAST_DETECTOR, ["gradcam", "lime"])
+    assert seconds > 0 and missing == ["lime"]
+    md = text.expected_time_md(svc, FAST_DETECTOR, None, ["gradcam"])
+    assert "Expected time for Custom CNN: about" in md and "not measured" not in md
+    assert done.grid.shape[2] == 4 and done.grid[0, 0, 3] == 0  # see-through between tiles (dark mode)
+    assert text.done_status(done.report, 1.0) == "Done in 1.0 s."
+
+
+def test_self_checks_read_as_passed_or_failed():
+    from types import SimpleNamespace
+
+    from analysis.text import method_checks
+
+    assert method_checks(SimpleNamespace(extra={"completeness_error": 0.004}))[0].startswith("**Check passed:**")
+    assert method_checks(SimpleNamespace(extra={"completeness_error": 0.2}))[0].startswith("**Check failed:**")
+    assert method_checks(SimpleNamespace(extra={"approximate": True}))[0].startswith("**Check failed:**")
+    assert method_checks(SimpleNamespace(extra={"approximate": False}))[0].startswith("**Check passed:**")
+    assert method_checks(None) == []
