@@ -12,7 +12,7 @@ def test_internal_events_are_private_and_runs_do_not_pile_up(app_server):
     _, app = app_server
     fns = list(app.demo.fns.values())
     public = sorted(f.api_name for f in fns if f.api_visibility == "public")
-    assert public == ["explain", "predict"]
+    assert public == ["analyze_video", "explain", "predict"]
     runs = [f for f in fns if f.name == "analyse"]
     assert runs, "the Analyse handler is wired"
     for f in runs:  # clicks while running collapse into one follow-up; the job is not callable from the API
