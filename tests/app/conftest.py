@@ -131,3 +131,29 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
+
+
+# --- the real browser (Playwright driving Debian's Chromium), shared by the browser tests ---------------------
+import importlib.util as _ilu  # noqa: E402
+import shutil as _shutil  # noqa: E402
+
+CHROMIUM = _shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HAVE_PLAYWRIGHT = _ilu.find_spec("playwright") is not None
+#: ``pytestmark`` for browser test modules: skipped, with the reason, without Chromium or Playwright.
+BROWSER_MARKS = [
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install -y chromium)"),
+    pytest.mark.skipif(not HAVE_PLAYWRIGHT, reason="playwright python package not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for one test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -5,9 +5,7 @@ chromium``). Screenshots go to ``artifacts/screenshots/`` (gitignored).
 """
 from __future__ import annotations
 
-import importlib.util
 import io
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,28 +14,9 @@ from PIL import Image
 
 from analysis import text
 
-from .conftest import ALL_METHODS, ARTIFACTS, SMALL
+from .conftest import ALL_METHODS, ARTIFACTS, BROWSER_MARKS, SMALL
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-HAVE_PLAYWRIGHT = importlib.util.find_spec("playwright") is not None
-
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install -y chromium)"),
-    pytest.mark.skipif(not HAVE_PLAYWRIGHT, reason="playwright python package not installed"),
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from .conftest import FAST_DETECTOR, TEST_AUC_STRONG, TEST_BANDS
-from .video_clips import coffee, mixed_frames, write
+from tests.video_clips import coffee, mixed_frames, write
 
 
 @pytest.fixture(scope="module")

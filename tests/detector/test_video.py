@@ -14,43 +14,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from detector.errors import InputError, NoFaceError
+from tests.video_clips import H, W, write
+from tests.video_clips import coffee as _coffee
+from tests.video_clips import face_canvas as _face_canvas
 from detector.video import (FaceTracker, VideoProgress, VideoResult, aggregate, analyze_video, face_strip,
                             frame_at, frame_verdict, iou, iter_analyze_video, main, most_suspicious, probe_container,
                             rotate_frame, sample_times)
 
 ROOT = Path(__file__).resolve().parents[2]
-W, H = 320, 240
 
 
-# --- clip builders -------------------------------------------------------------------------------------------
-
-def _face_canvas(dx: int = 0) -> np.ndarray:
-    face = np.asarray(Image.open(ROOT / "examples" / "gan140k_real_00032.jpg").convert("RGB").resize((180, 180)))
-    canvas = np.full((H, W, 3), 110, np.uint8)
-    canvas[30:210, 60 + dx:240 + dx] = face
-    return canvas
-
-
-def _coffee() -> np.ndarray:
-    import cv2
-    from skimage import data
-
-    return cv2.resize(data.coffee(), (W, H), interpolation=cv2.INTER_AREA)
-
+# --- clip builders (shared with the app's video tests) -------------------------------------------------------
 
 def _write(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
-    import cv2
-
-    h, w = frames[0].shape[:2]
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    assert vw.isOpened()
-    for f in frames:
-        vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    vw.release()
-    return path
+    return write(path, frames, fps)
 
 
 def _box(data: bytearray, typ: bytes) -> int:

@@ -1,5 +1,6 @@
-"""Clips for the Video tab's tests, written here with cv2.VideoWriter from a dataset-style example face (the same
-builders as tests/detector/test_video.py): a face segment, a no-face segment (scikit-image's coffee), a face again."""
+"""Clips for the video tests (tests/detector/test_video.py, tests/app/test_video_*.py), written with
+cv2.VideoWriter from a dataset-style example face: a face segment, a no-face segment (scikit-image's coffee), a face
+again."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 W, H = 320, 240
 
 
