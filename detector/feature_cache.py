@@ -18,13 +18,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
-__all__ = ["split_points", "Prefix", "Suffix", "cache_features", "flip_features"]
-
-
-def split_points(model) -> int:
-    """Number of blocks (``len(model.blocks)``); valid ``k`` are 0..that."""
-    return len(model.blocks)
+__all__ = ["Prefix", "Suffix", "cache_features", "flip_features"]
 
 
 def _check(model) -> None:
@@ -34,13 +30,7 @@ def _check(model) -> None:
                             "EfficientNet/MobileNet-style model")
 
 
-def _nn():
-    from torch import nn
-
-    return nn
-
-
-class Prefix(_nn().Module):
+class Prefix(nn.Module):
     """Stem and ``blocks[:k]`` of ``model`` (shares its modules)."""
 
     def __init__(self, model, k: int) -> None:
@@ -55,7 +45,7 @@ class Prefix(_nn().Module):
         return x
 
 
-class Suffix(_nn().Module):
+class Suffix(nn.Module):
     """``blocks[k:]``, ``conv_head``, ``bn2`` and the classifier head of ``model`` (shares its modules)."""
 
     def __init__(self, model, k: int) -> None:

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.freeze_blocks is not None:
         frozen = _freeze(model, args.freeze_blocks, spec, cache, xtr, xva, device,
                          key=f"{args.init or args.pretrained or 'random'}")
-        ftr, fva, suffix = frozen["train"], frozen["val"], frozen["suffix"]
+        ftr, fva = frozen["train"], frozen["val"]
         loader = _FeatureBatches(ftr, ytr, sampler, args.batch_size, args.flip_features, args.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         extra["training"]["frozen_prefix"] = {
             "blocks": args.freeze_blocks, "flip_features": args.flip_features,
             "feature_cache_seconds": frozen["seconds"],
-            "check_max_abs_logit_diff": _check_split(best_model, args.freeze_blocks, xva, fva, spec)}
+            "check_max_abs_logit_diff": _check_split(best_model, args.freeze_blocks, xva, fva, spec, device)}
     if kw:
         extra["training"].update(kw)
     if teacher:
@@ -374,8 +374,6 @@ def _teacher_logits(folder: str, train: list[Sample], cache: Path, device: str) 
     A teacher trained with a frozen prefix (``training.frozen_prefix`` in its config) reuses
     that run's feature cache when it is there, so only its suffix runs.
     """
-    from tqdm import tqdm  # noqa: F401  (progress comes from the helpers below)
-
     from .weights import load_checkpoint_dir
 
     folder_p = Path(folder)
@@ -508,13 +506,13 @@ def _feature_logits(suffix, feats: np.ndarray, device: str, amp: bool, batch: in
     return np.concatenate(out)
 
 
-def _check_split(model, k: int, xva: np.ndarray, fva: np.ndarray, spec: ModelSpec, n: int = 8) -> float:
+def _check_split(model, k: int, xva: np.ndarray, fva: np.ndarray, spec: ModelSpec, device: str, n: int = 8) -> float:
     """Max |logit difference| between the full model on images and the suffix on cached features
     (fp16 storage of the cache is the only difference)."""
     from .feature_cache import Suffix
 
-    full = _logits(model, xva[:n], spec, "cpu", False)
-    part = _feature_logits(Suffix(model, k), fva[:n], "cpu", False)
+    full = _logits(model, xva[:n], spec, device, False)
+    part = _feature_logits(Suffix(model, k), fva[:n], device, False)
     return float(np.abs(full - part).max())
 
 
