@@ -383,11 +383,11 @@ def _teacher_logits(folder: str, train: list[Sample], cache: Path, device: str) 
     h.update("\n".join(str(s.path) for s in train).encode())
     f = cache / f"teacher_{tspec.name}_{h.hexdigest()[:12]}.npy"
     t0 = time.time()
-    model, cfg = load_checkpoint_dir(folder_p, tspec, device)
     temp = float(cfg.get("temperature", 1.0))
     if f.is_file():
         logits = np.load(f, allow_pickle=False)
     else:
+        model, cfg = load_checkpoint_dir(folder_p, tspec, device)  # validates the folder; only needed to score
         xt = _cache_arrays(train, tspec, cache, "train")
         fp = (cfg.get("training") or {}).get("frozen_prefix")
         if fp:
