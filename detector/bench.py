@@ -15,6 +15,11 @@ sampled at 2 fps (60 frames), with the default detector (:func:`detector.reliabi
 Prints decode / detect (+ align) / score / total seconds of one clip (target <= 10 s end to end),
 then analyses the clip ``--video-runs`` times and prints the resident memory (RSS) after the first
 and the last run, which should stay flat.
+
+``python -m detector.bench --layouts [--batch 16]``: batched forward and forward+backward
+CPU time per image (``time.process_time``, so a busy machine skews it less) with the weights
+in PyTorch's default NCHW layout and in channels-last, which the loader uses; the batched
+passes are what LIME, SHAP, IG and the faithfulness curves run.
 """
 from __future__ import annotations
 
@@ -119,6 +124,45 @@ def bench_video(runs: int, model: str | None, device: str | None) -> int:
     return 0
 
 
+def bench_layouts(names: list[str], batch: int, runs: int, random_weights: bool) -> int:
+    """``--layouts``: ms of CPU time per image, batched, NCHW weights vs channels-last weights."""
+    import timm
+    import torch
+
+    from . import models  # noqa: F401
+    from .specs import get_spec
+    from .weights import load_model
+
+    def cpu_ms(model, x, grad: bool) -> float:
+        def once():
+            if grad:
+                xx = x.clone().requires_grad_(True)
+                model(xx)[:, 1].sum().backward()
+            else:
+                with torch.inference_mode():
+                    model(x)
+        once()
+        t0 = time.process_time()
+        for _ in range(runs):
+            once()
+        return (time.process_time() - t0) / runs / len(x) * 1000
+
+    print(f"device=cpu threads={torch.get_num_threads()} batch={batch} runs={runs} loadavg={os.getloadavg()[0]:.1f}")
+    for name in names:
+        spec = get_spec(name)
+        model = (timm.create_model(spec.architecture, num_classes=2).eval() if random_weights
+                 else load_model(name, "cpu").model)
+        x = torch.randn(batch, 3, spec.input_size, spec.input_size)
+        res = {}
+        for fmt in ("nchw", "channels_last"):
+            model = model.to(memory_format=torch.contiguous_format if fmt == "nchw" else torch.channels_last)
+            res[fmt] = (cpu_ms(model, x, False), cpu_ms(model, x, True))
+        (f0, b0), (f1, b1) = res["nchw"], res["channels_last"]
+        print(f"{name:18s} forward {f0:6.1f} -> {f1:6.1f} ms/img (x{f0 / f1:.2f})   "
+              f"forward+backward {b0:6.1f} -> {b1:6.1f} ms/img (x{b0 / b1:.2f})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     from .specs import SPECS
@@ -132,7 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", action="store_true", help="time detector.video on a synthetic 30-s 720p clip")
     ap.add_argument("--video-runs", type=int, default=20, help="clips analysed for the memory check (20)")
     ap.add_argument("--video-model", default=None, help="detector for --video (default: the app's default)")
+    ap.add_argument("--layouts", action="store_true",
+                    help="batched CPU cost per image, NCHW vs channels-last weights")
+    ap.add_argument("--batch", type=int, default=16, help="batch size for --layouts")
     args = ap.parse_args(argv)
+    if args.layouts:
+        return bench_layouts(args.models.split(","), args.batch, max(1, min(args.runs, 5)), args.random_weights)
     if args.video:
         return bench_video(args.video_runs, args.video_model, args.device)
 

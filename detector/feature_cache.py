@@ -38,6 +38,12 @@ class Prefix(nn.Module):
         _check(model)
         self.m, self.k = model, k
 
+    def weights(self) -> dict:
+        """The prefix's own parameters and buffers (``state_dict()`` would include the whole model)."""
+        mods = {"conv_stem": self.m.conv_stem, "bn1": self.m.bn1,
+                **{f"blocks.{i}": b for i, b in enumerate(self.m.blocks[:self.k])}}
+        return {f"{name}.{k}": v for name, mod in mods.items() for k, v in mod.state_dict().items()}
+
     def forward(self, x):
         x = self.m.bn1(self.m.conv_stem(x))
         for b in self.m.blocks[:self.k]:

@@ -54,12 +54,15 @@ def _cache_arrays(samples: list[Sample], spec: ModelSpec, cache_dir: Path, tag: 
     tmp = f.with_suffix(".tmp.npy")
     np.save(tmp, arr)
     tmp.rename(f)
-    return arr
+    return np.load(f, allow_pickle=False, mmap_mode="r")  # the same object whether just written or reused
 
 
 class _TrainSet:
-    def __init__(self, arr: np.ndarray, labels: np.ndarray, spec: ModelSpec, seed: int) -> None:
-        self.arr, self.labels, self.spec, self.seed = arr, labels, spec, seed
+    """Augmented, CLAHE'd, normalised training tensors; with ``crop`` a random ``crop x crop``
+    window of the full-size tensor (no resizing: the pixels keep their native scale)."""
+
+    def __init__(self, arr: np.ndarray, labels: np.ndarray, spec: ModelSpec, seed: int, crop: int = 0) -> None:
+        self.arr, self.labels, self.spec, self.seed, self.crop = arr, labels, spec, seed, crop
         self.aug: Augment | None = None
 
     def __len__(self) -> int:
@@ -72,7 +75,11 @@ class _TrainSet:
             info = torch.utils.data.get_worker_info()
             self.aug = Augment(seed=self.seed * 1000 + (info.id if info else 0))
         x, _ = finish(np.asarray(self.arr[i]), self.spec, self.aug)
-        return x[0], int(self.labels[i]), i
+        x = x[0]
+        if self.crop:
+            top, left = (int(v) for v in self.aug.rng.integers(0, x.shape[-1] - self.crop + 1, size=2))
+            x = x[:, top:top + self.crop, left:left + self.crop]
+        return x, int(self.labels[i]), i
 
 
 def _logits(model, arr: np.ndarray, spec: ModelSpec, device: str, amp: bool, batch: int = 64) -> np.ndarray:
@@ -175,6 +182,20 @@ def main(argv: list[str] | None = None) -> int:
                          "(computed once, cached) become soft targets beside the hard labels")
     ap.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation term (0..1)")
     ap.add_argument("--kd-temperature", type=float, default=2.0, help="softmax temperature of the distillation term")
+    ap.add_argument("--input-size", type=int, default=None,
+                    help="train and validate at this size instead of the spec's (for comparisons; a checkpoint "
+                         "records its size and the loader refuses one that differs from the spec)")
+    ap.add_argument("--train-crop", type=int, default=0, metavar="N",
+                    help="train on random NxN windows of the input-size images, without resizing (native-"
+                         "resolution crops); validation and inference see the whole image")
+    ap.add_argument("--cpu-minutes", type=float, default=0,
+                    help="training budget in CPU minutes of this process (all threads; validation not counted): "
+                         "the cosine schedule follows the budget and training stops when it is spent, so recipes "
+                         "compare at equal CPU time even on a shared machine; data loading runs in-process")
+    ap.add_argument("--memory-format", choices=["channels_last", "nchw"], default="channels_last",
+                    help="weight layout while training (channels-last: faster convolutions on CPU and GPU; "
+                         "`python -m detector.bench --layouts`)")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--max-minutes", type=float, default=0,
                     help="stop after the epoch that passes this wall time (0: no limit); the best checkpoint "
                          "so far is calibrated and kept")
@@ -188,6 +209,18 @@ def main(argv: list[str] | None = None) -> int:
     from .weights import pick_device
 
     spec = get_spec(args.model)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.input_size and args.input_size != spec.input_size:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, input_size=args.input_size)
+    if args.train_crop and not 0 < args.train_crop <= spec.input_size:
+        raise SystemExit(f"--train-crop {args.train_crop} must be between 1 and the input size {spec.input_size}")
+    if args.cpu_minutes:
+        if args.freeze_blocks is not None:
+            raise SystemExit("--cpu-minutes is not supported with --freeze-blocks")
+        args.workers = 0  # so that process CPU time covers decoding and augmentation too
     out = Path(args.out) if args.out else spec.local_dir
     device = pick_device(args.device)
     amp = args.amp == "on" or (args.amp == "auto" and (device.startswith("cuda") or _cpu_bf16()))
@@ -213,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     n_per_epoch = args.samples_per_epoch or len(train)
     gen = torch.Generator().manual_seed(args.seed)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), n_per_epoch, replacement=True, generator=gen)
-    ds = _TrainSet(xtr, ytr, spec, args.seed)
+    ds = _TrainSet(xtr, ytr, spec, args.seed, args.train_crop)
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
                                          drop_last=True, persistent_workers=args.workers > 0)
     kw = {k: v for k, v in (("drop_rate", args.drop_rate), ("drop_path_rate", args.drop_path)) if v is not None}
@@ -231,14 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model = timm.create_model(spec.architecture, num_classes=spec.num_classes, **kw).to(device)
     _freeze_spec_params(model, spec)
+    model = model.to(memory_format=torch.channels_last if args.memory_format == "channels_last"
+                     else torch.contiguous_format)
     teacher = None
     if args.teacher:
         teacher = _teacher_logits(args.teacher, train, cache, device)
         teacher["alpha"], teacher["temperature"] = args.kd_alpha, args.kd_temperature
     frozen = None
     if args.freeze_blocks is not None:
-        frozen = _freeze(model, args.freeze_blocks, spec, cache, xtr, xva, device,
-                         key=f"{args.init or args.pretrained or 'random'}")
+        frozen = _freeze(model, args.freeze_blocks, spec, cache, xtr, xva, device)
         ftr, fva = frozen["train"], frozen["val"]
         loader = _FeatureBatches(ftr, ytr, sampler, args.batch_size, args.flip_features, args.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -249,8 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     steps_per_epoch = len(loader)
     total = steps_per_epoch * args.epochs
     warm = max(1, int(args.warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    budget = _CpuBudget(60 * args.cpu_minutes, args.warmup) if args.cpu_minutes else None
+    if budget:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: budget.lr_factor())
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (s + 1) / warm if s < warm else
+            0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     start_epoch, best, history = 0, -1.0, []
     if args.resume:
         start_epoch, best, history = _load_state(out, model, opt)
@@ -267,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         t0, tot, n = time.time(), 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", file=sys.stderr, mininterval=10)
         net = frozen["suffix"] if frozen else model
+        if budget:
+            budget.start()
         for x, y, idx in bar:
+            if budget and budget.spent():
+                break
             x, y = x.to(device), y.to(device)
             with torch.autocast(device.split(":")[0], dtype=dtype, enabled=amp):
                 scores = net(x).float()
@@ -279,12 +322,16 @@ def main(argv: list[str] | None = None) -> int:
             tot += float(loss.detach()) * len(y)
             n += len(y)
             bar.set_postfix(loss=f"{tot / n:.4f}", refresh=False)
+        if budget:
+            budget.pause()
         lv = _feature_logits(frozen["suffix"], fva, device, amp) if frozen else _logits(model, xva, spec, device, amp)
         rep = _val_report(lv, yva, sva)
         val_loss = rep["pooled"]["log_loss"]
         rec = {"stage": stage, "epoch": epoch + 1, "train_loss": tot / max(1, n), "val_loss": val_loss,
                "val_auc": rep["mean_auc"], **{f"val_auc_{s}": rep[s]["roc_auc"] for s in sources},
-               "lr": sched.get_last_lr()[0], "epoch_s": round(time.time() - t0, 1)}
+               "lr": sched.get_last_lr()[0], "epoch_s": round(time.time() - t0, 1), "samples": n}
+        if budget:
+            rec["train_cpu_s"] = round(budget.used, 1)
         history.append(rec)
         print(json.dumps(rec), flush=True)
         log_f.write(json.dumps(rec) + "\n")
@@ -293,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
             best = rep["mean_auc"]
             save_checkpoint(model, spec, out, 1.0, {"best_epoch": epoch + 1})
         _save_state(out, model, opt, epoch + 1, best, history)
+        if budget and budget.spent():
+            print(f"stopping after epoch {epoch + 1}: --cpu-minutes {args.cpu_minutes:g} spent", file=sys.stderr)
+            break
         if args.max_minutes and time.time() - t_start > 60 * args.max_minutes and epoch + 1 < args.epochs:
             print(f"stopping after epoch {epoch + 1}: --max-minutes {args.max_minutes:g} reached", file=sys.stderr)
             break
@@ -318,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "weight_decay": args.weight_decay, "seed": args.seed, "amp_bf16": amp, "sources": sources,
             "train_images": len(train), "val_images": len(val), "device": device,
+            "memory_format": args.memory_format,
             "hardware": _hardware(device), "train_seconds": round(train_s, 1),
             "val": {"mean_auc": after["mean_auc"], "ece_before": before["pooled"]["ece"],
                     "ece_after": after["pooled"]["ece"], "log_loss_before": before["pooled"]["log_loss"],
@@ -335,6 +386,15 @@ def main(argv: list[str] | None = None) -> int:
             "check_max_abs_logit_diff": _check_split(best_model, args.freeze_blocks, xva, fva, spec, device)}
     if kw:
         extra["training"].update(kw)
+    if args.input_size:
+        extra["training"]["input_size"] = spec.input_size
+    if args.train_crop:
+        extra["training"]["train_crop"] = args.train_crop
+    if budget:
+        extra["training"]["cpu_minutes"] = args.cpu_minutes
+        extra["training"]["train_cpu_seconds"] = round(budget.used, 1)
+        extra["training"]["samples_seen"] = int(sum(h.get("samples", 0) for h in history
+                                                     if h.get("stage", stage) == stage))
     if teacher:
         extra["training"]["teacher"] = {k: teacher[k] for k in ("from", "alpha", "temperature", "teacher_temperature",
                                                                 "seconds", "train_auc")}
@@ -344,6 +404,35 @@ def main(argv: list[str] | None = None) -> int:
                       "val_ece_before": before["pooled"]["ece"], "val_ece_after": after["pooled"]["ece"],
                       "train_seconds": round(train_s, 1)}), flush=True)
     return 0
+
+
+class _CpuBudget:
+    """Process CPU time spent in training steps, against a budget in seconds.
+
+    ``lr_factor`` is linear warm-up over the first ``warmup`` fraction of the budget, then a
+    cosine decay to zero at the end of it; validation runs while the clock is paused."""
+
+    def __init__(self, seconds: float, warmup: float) -> None:
+        self.total, self.warmup, self.used, self._t0 = seconds, warmup, 0.0, None
+
+    def start(self) -> None:
+        self._t0 = time.process_time()
+
+    def pause(self) -> None:
+        self.used = self._now()
+        self._t0 = None
+
+    def _now(self) -> float:
+        return self.used + (time.process_time() - self._t0 if self._t0 is not None else 0.0)
+
+    def spent(self) -> bool:
+        return self._now() >= self.total
+
+    def lr_factor(self) -> float:
+        f = min(1.0, self._now() / self.total)
+        if f < self.warmup:
+            return max(f / self.warmup, 1e-3)
+        return 0.5 * (1 + math.cos(math.pi * (f - self.warmup) / max(1e-9, 1 - self.warmup)))
 
 
 def _freeze_spec_params(model, spec: ModelSpec) -> None:
@@ -391,8 +480,7 @@ def _teacher_logits(folder: str, train: list[Sample], cache: Path, device: str) 
         xt = _cache_arrays(train, tspec, cache, "train")
         fp = (cfg.get("training") or {}).get("frozen_prefix")
         if fp:
-            pre = (cfg.get("training") or {}).get("pretrained", {}).get("weights", "random")
-            frozen = _freeze(model, fp["blocks"], tspec, cache, xt, None, device, key=pre)
+            frozen = _freeze(model, fp["blocks"], tspec, cache, xt, None, device)
             logits = _feature_logits(frozen["suffix"], frozen["train"], device, False)
         else:
             logits = _logits(model, xt, tspec, device, False)
@@ -437,12 +525,13 @@ def _head_prefix(model, head) -> str:
     raise ValueError("classifier not found")
 
 
-def _freeze(model, k: int, spec: ModelSpec, cache: Path, xtr: np.ndarray, xva: np.ndarray | None, device: str,
-            key: str) -> dict:
+def _freeze(model, k: int, spec: ModelSpec, cache: Path, xtr: np.ndarray, xva: np.ndarray | None,
+            device: str) -> dict:
     """Freeze stem + blocks[:k], cache their outputs for train and val, leave the rest trainable.
 
-    The cache is keyed by the prefix weights rounded to fp16 (as checkpoints store them), so
-    a saved checkpoint finds the cache its own training run wrote."""
+    The cache is keyed by the prefix's own weights rounded to fp16 (as checkpoints store them)
+    and the image array's file, so a checkpoint trained on the cache (a teacher, or ``--init``
+    for a later stage) finds it again, whatever the rest of the model holds."""
     import torch
 
     from .feature_cache import Prefix, Suffix, cache_features
@@ -454,18 +543,23 @@ def _freeze(model, k: int, spec: ModelSpec, cache: Path, xtr: np.ndarray, xva: n
         for p in m.parameters():
             p.requires_grad_(True)
     h = hashlib.sha1()
-    for n, v in prefix.state_dict().items():
+    for n, v in prefix.weights().items():
         h.update(n.encode())
         h.update(v.detach().cpu().half().numpy().tobytes())
-    ident = f"{spec.name}|{spec.architecture}|k={k}|{h.hexdigest()}|{PREP_VERSION}|{key}"
+    ident = f"{spec.name}|{spec.architecture}|k={k}|{h.hexdigest()}|{PREP_VERSION}"
     prep = lambda a: finish(a, spec)[0]  # noqa: E731  (the inference preprocessing, no augmentation)
     t0 = time.time()
-    ftr = cache_features(prefix, xtr, prep, cache, "train", ident + f"|{getattr(xtr, 'filename', len(xtr))}",
-                         device=device)
-    fva = None if xva is None else cache_features(prefix, xva, prep, cache, "val",
-                                                  ident + f"|{getattr(xva, 'filename', len(xva))}", device=device)
+    ftr = cache_features(prefix, xtr, prep, cache, "train", ident + f"|{_array_id(xtr)}", device=device)
+    fva = None if xva is None else cache_features(prefix, xva, prep, cache, "val", ident + f"|{_array_id(xva)}",
+                                                  device=device)
     torch.manual_seed(0)
     return {"train": ftr, "val": fva, "suffix": suffix, "seconds": round(time.time() - t0, 1)}
+
+
+def _array_id(arr: np.ndarray) -> str:
+    """What a cached image array is, for keys: its file name (it encodes the image list and the size)."""
+    name = getattr(arr, "filename", None)
+    return Path(name).name if name else f"n={len(arr)}"
 
 
 class _FeatureBatches:

@@ -176,6 +176,11 @@ def load_checkpoint_dir(folder: str | Path, spec: ModelSpec | None = None, devic
     if labels is not None and tuple(labels) != (spec.label_names if spec else LABELS):
         raise WeightsError(f"Detector '{name}': label_names {labels} in {folder / CONFIG_FILE} do not match "
                            f"the expected order {list(spec.label_names if spec else LABELS)}.")
+    size = (cfg.get("pretrained_cfg") or {}).get("input_size")
+    if spec and size is not None and list(size)[-2:] != [spec.input_size, spec.input_size]:
+        raise WeightsError(f"Detector '{name}': {folder / CONFIG_FILE} was trained at input size {list(size)[-2:]}, "
+                           f"but the detector's spec preprocesses to {spec.input_size}x{spec.input_size}; "
+                           f"change the spec's input_size or retrain at {spec.input_size} px.")
     w_path = folder / WEIGHTS_FILE
     try:
         sd = load_file(str(w_path))
@@ -187,7 +192,10 @@ def load_checkpoint_dir(folder: str | Path, spec: ModelSpec | None = None, devic
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         raise WeightsError(f"Detector '{name}': {w_path} does not fit architecture {arch!r} ({str(e)[:300]}).") from None
-    model.eval().to(device)
+    # channels-last weights make every convolution run in the NHWC layout that oneDNN and cuDNN
+    # prefer (inputs may stay NCHW): on the 2-core CPU, EfficientNet-Lite0's batched forward
+    # takes 30 instead of 67 ms an image, and the other detectors gain 3-25% (docs/channels_last.txt).
+    model.eval().to(device=device, memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
     return model, cfg

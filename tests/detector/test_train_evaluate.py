@@ -154,3 +154,73 @@ def test_evaluate_caps_per_source_and_save_refuses_partial_runs(dataset, tiny_ck
         assert evaluate.main(["--model", "custom_cnn", "--data", str(dataset), "--save", *extra]) == 2
         assert "--save records the card's test metrics" in capsys.readouterr().err
     assert not (tiny_ckpt_root / "custom_cnn" / "metrics.json").exists()
+
+
+def test_cpu_budget_warms_up_decays_and_pauses():
+    b = train._CpuBudget(seconds=10.0, warmup=0.1)
+    b.used = 0.5
+    assert b.lr_factor() == pytest.approx(0.5)  # half-way through the warm-up
+    b.used = 1.0
+    assert b.lr_factor() == pytest.approx(1.0)
+    b.used = 5.5
+    assert b.lr_factor() == pytest.approx(0.5)  # cosine mid-point
+    assert not b.spent()
+    b.used = 10.0
+    assert b.spent() and b.lr_factor() == pytest.approx(0.0)
+    b = train._CpuBudget(seconds=100.0, warmup=0.0)
+    b.start()
+    sum(i * i for i in range(200_000))
+    b.pause()
+    used = b.used
+    assert used > 0
+    sum(i * i for i in range(200_000))  # paused: not counted
+    assert b.used == used
+
+
+def test_cpu_minutes_input_size_and_native_crops_are_recorded_and_checked(dataset, tmp_path, use_checkpoints,
+                                                                           capsys):
+    out = tmp_path / "ck" / "custom_cnn"
+    _train(dataset, tmp_path, out, "--epochs", "500", "--cpu-minutes", "0.03", "--input-size", "64",
+           "--train-crop", "48", "--workers", "2")
+    cfg = json.loads((out / "config.json").read_text())
+    tr = cfg["training"]
+    assert cfg["pretrained_cfg"]["input_size"] == [3, 64, 64]
+    assert tr["input_size"] == 64 and tr["train_crop"] == 48 and tr["cpu_minutes"] == 0.03
+    assert tr["train_cpu_seconds"] >= 0.03 * 60 and 0 < tr["samples_seen"] < 500 * 32
+    assert tr["epochs_run"] < 500  # the budget, not --epochs, ended the run
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all(r["train_cpu_s"] > 0 for r in log)
+    assert "--cpu-minutes 0.03 spent" in capsys.readouterr().err
+    use_checkpoints(tmp_path / "ck")  # the spec says 160 px: the loader refuses a 64 px checkpoint
+    from detector.weights import WeightsError
+
+    with pytest.raises(WeightsError, match=r"trained at input size \[64, 64\].*160x160"):
+        load_model("custom_cnn", "cpu")
+
+
+def test_native_crops_keep_pixel_scale():
+    from detector.specs import get_spec
+
+    spec = get_spec("custom_cnn")
+    arr = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    ds = train._TrainSet(arr, np.array([0, 1]), spec, seed=0, crop=40)
+    x, y, i = ds[1]
+    assert tuple(x.shape) == (3, 40, 40) and y == 1 and i == 1
+    assert tuple(train._TrainSet(arr, np.array([0, 1]), spec, seed=0)[0][0].shape) == (3, 64, 64)
+
+
+def test_prefix_weights_exclude_the_trained_suffix():
+    import timm
+
+    from detector.feature_cache import Prefix
+
+    m = timm.create_model("tf_efficientnet_lite0", num_classes=2)
+    p = Prefix(m, 2)
+    w = p.weights()
+    assert w and all(k.split(".")[0] in ("conv_stem", "bn1") or k.startswith(("blocks.0.", "blocks.1."))
+                     for k in w)
+    before = {k: v.clone() for k, v in w.items()}
+    with __import__("torch").no_grad():
+        m.classifier.weight.add_(1.0)
+        m.blocks[3][0].conv_pw.weight.add_(1.0)
+    assert all((p.weights()[k] == v).all() for k, v in before.items())
