@@ -150,7 +150,7 @@ def bench_layouts(names: list[str], batch: int, runs: int, random_weights: bool)
     print(f"device=cpu threads={torch.get_num_threads()} batch={batch} runs={runs} loadavg={os.getloadavg()[0]:.1f}")
     for name in names:
         spec = get_spec(name)
-        model = (timm.create_model(spec.architecture, num_classes=2).eval() if random_weights
+        model = (timm.create_model(spec.architecture, num_classes=2, **dict(spec.model_args)).eval() if random_weights
                  else load_model(name, "cpu").model)
         x = torch.randn(batch, 3, spec.input_size, spec.input_size)
         res = {}
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         spec = get_spec(name)
         if args.random_weights:
-            model = timm.create_model(spec.architecture, num_classes=2).eval().to(device)
+            model = timm.create_model(spec.architecture, num_classes=2, **dict(spec.model_args)).eval().to(device)
         else:
             model = load_model(name, device).model
         params = sum(p.numel() for p in model.parameters())

@@ -134,16 +134,23 @@ VGG16_CFG: tuple[tuple[int, int, int], ...] = ((1, 2, 64), (2, 2, 128), (3, 3, 2
 
 
 class VGGFace16(_PooledLinearHead):
-    """VGG-Face's 13-conv VGG-16 stack (with BatchNorm) and a compact 2-class head."""
+    """VGG-Face's 13-conv VGG-16 stack (with BatchNorm) and a compact 2-class head.
+
+    ``width`` scales every layer's channels (1.0: VGG-Face's 64-512, which the converter
+    needs; 0.25: 16-128 channels at 1/16 of the compute, for training from scratch on a CPU)."""
 
     first_conv = "features.conv1_1"
 
-    def __init__(self, num_classes: int = 2, in_chans: int = 3, drop_rate: float = 0.5, **kwargs) -> None:
+    def __init__(self, num_classes: int = 2, in_chans: int = 3, drop_rate: float = 0.5, width: float = 1.0,
+                 **kwargs) -> None:
         super().__init__()
         self.num_classes = num_classes
+        #: Constructor arguments a checkpoint must record (``config.json``'s ``model_args``).
+        self.model_args = {} if width == 1.0 else {"width": float(width)}
         layers: "OrderedDict[str, nn.Module]" = OrderedDict()
         c_in = in_chans
         for block, n, c in VGG16_CFG:
+            c = max(8, int(round(c * width)))
             for j in range(1, n + 1):
                 layers[f"conv{block}_{j}"] = nn.Conv2d(c_in, c, 3, padding=1)
                 layers[f"bn{block}_{j}"] = nn.BatchNorm2d(c)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ModelSpec", "SPECS", "LABELS", "get_spec", "list_specs", "CHECKPOINT_ROOT", "checkpoint_root"]
 
@@ -44,6 +45,9 @@ class ModelSpec:
     lrp_exact: bool = True  #: False where LRP can only be approximate (DenseNet concatenations)
     latency_target_ms: float = 300.0  #: target for CLAHE + resize + forward, batch 1 (``detector.bench``)
     frozen_params: tuple[str, ...] = ()  #: parameter names that training must not update
+    #: timm constructor arguments for a model trained from scratch (a checkpoint records its own
+    #: in ``config.json``'s ``model_args``, and the loader builds what the checkpoint says)
+    model_args: tuple[tuple[str, Any], ...] = ()
     notes: str = ""  #: model-card text on initialisation from pretrained weights (``detector.card``)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -92,11 +96,17 @@ SPECS: dict[str, ModelSpec] = {
             mean=(129.186279296875 / 255, 104.76238250732422 / 255, 93.59396362304688 / 255),
             std=(0.25, 0.25, 0.25),
             gradcam_layer="features.relu5_3",
-            description="VGG-16 convolutional stack of VGG-Face with a compact head.",
+            description="VGG-Face's 13-conv VGG-16 stack at quarter width (16-128 channels) with a compact head.",
             latency_target_ms=300.0,
-            notes="With the original VGG-Face weights (`vgg_face_dag.pth`), start from them with "
+            # No VGG-Face weights are reachable, so it trains from scratch on a CPU: at full width
+            # (64-512 channels) 51 CPU-minutes bought 5k samples and chance-level AUC; a quarter of
+            # the width costs 1/16 of the compute (`python -m detector.bench --layouts`).
+            model_args=(("width", 0.25),),
+            notes="Trained from scratch at quarter width. With the original VGG-Face weights "
+                  "(`vgg_face_dag.pth`), start from them at full width with "
                   "`python -m detector.vggface_convert vgg_face_dag.pth --out checkpoints/vggface16_init` and "
-                  "`python -m detector.train --model vggface16 --init checkpoints/vggface16_init --data DIR`.",
+                  "`python -m detector.train --model vggface16 --init checkpoints/vggface16_init --data DIR` "
+                  "(the checkpoint's config.json records its width).",
         ),
         ModelSpec(
             name="densenet121",

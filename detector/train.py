@@ -218,8 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_crop and not 0 < args.train_crop <= spec.input_size:
         raise SystemExit(f"--train-crop {args.train_crop} must be between 1 and the input size {spec.input_size}")
     if args.cpu_minutes:
-        if args.freeze_blocks is not None:
-            raise SystemExit("--cpu-minutes is not supported with --freeze-blocks")
         args.workers = 0  # so that process CPU time covers decoding and augmentation too
     out = Path(args.out) if args.out else spec.local_dir
     device = pick_device(args.device)
@@ -254,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.init:
         from .weights import load_checkpoint_dir
 
-        model, _ = load_checkpoint_dir(args.init, spec, device)
+        model, _ = load_checkpoint_dir(args.init, get_spec(args.model), device)  # its own size: --input-size may differ
+        if kw:  # dropout / stochastic depth are constructor arguments: rebuild with them, same weights
+            loaded = model
+            model = timm.create_model(spec.architecture, num_classes=spec.num_classes,
+                                      **getattr(loaded, "model_args", {}), **kw).to(device)
+            model.load_state_dict(loaded.state_dict())
         for p in model.parameters():
             p.requires_grad_(True)
         _freeze_spec_params(model, spec)
@@ -262,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         model, pretrained_rec = _from_pretrained(args.pretrained, spec, kw)
         model = model.to(device)
     else:
-        model = timm.create_model(spec.architecture, num_classes=spec.num_classes, **kw).to(device)
+        model = timm.create_model(spec.architecture, num_classes=spec.num_classes, **dict(spec.model_args),
+                                  **kw).to(device)
     _freeze_spec_params(model, spec)
     model = model.to(memory_format=torch.channels_last if args.memory_format == "channels_last"
                      else torch.contiguous_format)

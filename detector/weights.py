@@ -119,6 +119,8 @@ def save_checkpoint(model, spec: ModelSpec, out_dir: str | Path, temperature: fl
         sd[k] = v
     cfg = build_config(spec, temperature, extra)
     cfg["num_features"] = getattr(model, "num_features", None)
+    if getattr(model, "model_args", None):
+        cfg["model_args"] = dict(model.model_args)
     save_file(sd, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
     (out / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
     return out
@@ -186,7 +188,14 @@ def load_checkpoint_dir(folder: str | Path, spec: ModelSpec | None = None, devic
         sd = load_file(str(w_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise WeightsError(f"Detector '{name}': {w_path} is corrupt or truncated ({e}).") from None
-    model = timm.create_model(arch, pretrained=False, num_classes=int(cfg.get("num_classes", 2)))
+    model_args = cfg.get("model_args") or {}
+    if not isinstance(model_args, dict):
+        raise WeightsError(f"Detector '{name}': model_args in {folder / CONFIG_FILE} is not an object.")
+    try:
+        model = timm.create_model(arch, pretrained=False, num_classes=int(cfg.get("num_classes", 2)), **model_args)
+    except TypeError as e:
+        raise WeightsError(f"Detector '{name}': {folder / CONFIG_FILE} has model_args {model_args} that "
+                           f"{arch!r} does not take ({e}).") from None
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
     try:
         model.load_state_dict(sd, strict=True)
