@@ -51,6 +51,22 @@ EXPLAIN_CONCURRENCY = 1
 CSS = """
 .verdict table { width: 100%; font-size: 0.92em; }
 .verdict th { word-break: keep-all; overflow-wrap: normal; hyphens: none; }
+/* Names and verdicts break only at spaces and hyphens (Gradio's Markdown breaks anywhere: "EfficientNet-Li / te0");
+   the long reliability sentence may still break anywhere, so the table fits a 390-px phone. */
+.verdict td { word-break: normal; overflow-wrap: normal; hyphens: manual; }
+.verdict td:last-child { overflow-wrap: anywhere; }
+@media (max-width: 480px) { #verdict th, #verdict td { padding: 6px 4px; } }
+/* Examples gallery: as many ~120-px (phone: 90-px) thumbnails per row as fit, no inner scrollbar, each whole
+   caption under its thumbnail. */
+#examples [data-testid=block-label] { position: static; }
+#examples .grid-wrap { min-height: 0; max-height: none; overflow-y: visible; }
+#examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(120px, 1fr)); padding-top: 0; }
+@media (max-width: 480px) { #examples .grid-container { grid-template-columns: repeat(auto-fill, minmax(90px, 1fr)); }
+                            #examples .caption-label { font-size: 11px; } }
+#examples .thumbnail-lg { aspect-ratio: auto; display: flex; flex-direction: column; }
+#examples .thumbnail-lg > img { height: 110px; flex: none; }
+#examples .caption-label { position: static; max-width: none; white-space: normal; overflow-wrap: anywhere;
+                           border: 0; border-radius: 0; padding: 4px 5px; }
 .method-info { font-size: 0.92em; }
 #status p { margin: 0.2em 0; }
 /* Gradio marks a cancelled job's outputs with a red "Error" badge (in 6.31, when Stop lands at some moments of the
@@ -212,13 +228,12 @@ def build(svc: AnalysisService) -> gr.Blocks:
                         with gr.Accordion("Report (JSON)", open=False):
                             report_json = gr.JSON(elem_id="report")
                 # Below the result (on a phone the columns stack: input, result, then examples).
+                # A gallery, not gr.Examples: in Gradio 6.31 example_labels replace the thumbnails with text.
                 ex = None
                 if examples:
-                    ex = gr.Examples([[str(p), text.example_is_crop(p)] for p in examples],
-                                     inputs=[image, whole], examples_per_page=12, cache_examples=False,
-                                     label="Examples (click one to run it; true label in the caption)",
-                                     example_labels=[text.example_label(p) for p in examples],
-                                     api_visibility="private", elem_id="examples")
+                    ex = gr.Gallery(text.example_gallery(examples), columns=3, height="auto", allow_preview=False,
+                                    interactive=False, object_fit="cover", buttons=[], elem_id="examples",
+                                    label="Examples (click one to run it; true label in the caption)")
                 else:
                     gr.Markdown("*No example images in `examples/` yet.*")
                 gr.Markdown(f"Images up to {svc.settings.max_pixels / 1e6:.0f} megapixels and "
@@ -295,7 +310,11 @@ def build(svc: AnalysisService) -> gr.Blocks:
                       concurrency_id="explain", show_progress="minimal", preprocess=False)
         running = [run.click(analyse, ui_inputs, outputs, **run_kw)]
         if ex is not None:
-            running.append(ex.load_input_event.then(analyse, ui_inputs, outputs, **run_kw))
+            def pick(evt: gr.SelectData) -> tuple[str, bool]:
+                return text.example_inputs(examples, evt.index)
+
+            running.append(ex.select(pick, None, [image, whole], api_visibility="private", queue=False,
+                                     show_progress="hidden").then(analyse, ui_inputs, outputs, **run_kw))
         running += [ev_.then(analyse, ui_inputs, outputs, **run_kw)  # a video frame sent to the Analyse tab
                     for ev_ in (video_tab.send_event, video_tab.pick_event)]
         stop.click(lambda: text.STOPPED, None, status, cancels=running, api_visibility="private", queue=False,

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 from .service import display_name
 
 __all__ = ["verdict_md", "detector_choices", "default_note", "method_md", "weights_overview", "about_md", "intro_md", "example_files",
-           "example_label", "example_is_crop", "method_info", "DATASET_SOURCES"]
+           "example_label", "example_is_crop", "example_gallery", "example_inputs", "method_info", "DATASET_SOURCES"]
 
 #: File-name prefixes of examples taken from the datasets: those images are already face crops and
 #: the detectors were trained and evaluated on them whole, so they run in "whole image" mode.
@@ -334,6 +334,16 @@ def example_is_crop(path: Path) -> bool:
     """Whether an example is already a face crop (dataset images): run it in whole-image mode."""
     tokens = _tokens(path)
     return bool(tokens) and (tokens[0] in DATASET_SOURCES or "crop" in tokens)
+
+
+def example_gallery(paths: Sequence[Path]) -> list[tuple[str, str]]:
+    """The examples gallery's items: (image file, unique caption) per example, in order."""
+    return [(str(p), example_label(p)) for p in paths]
+
+
+def example_inputs(paths: Sequence[Path], index: int) -> tuple[str, bool]:
+    """What clicking example ``index`` loads: (image file, "Analyse whole image" on for dataset crops)."""
+    return str(paths[index]), example_is_crop(paths[index])
 
 
 def crop_labels(v: Any) -> tuple[str, str]:

@@ -257,7 +257,54 @@ def test_preselected_detector_weak_tag_and_compare_all(app_server, page_factory,
     assert "Combined verdict (Compare all)" in page.inner_text("#about")
 
 
-def test_phone_shows_the_result_before_the_examples(app_server, page_factory):
+def _example_thumbnails(page) -> list[str]:
+    """The captions of the examples gallery, after checking each has a loaded thumbnail image."""
+    page.locator("#examples").scroll_into_view_if_needed()
+    page.wait_for_function("""() => { const b = [...document.querySelectorAll('#examples button.thumbnail-item')];
+        return b.length > 0 && b.every(x => { const i = x.querySelector('img');
+                                              return i && i.complete && i.naturalWidth > 0; }); }""", timeout=30_000)
+    items = page.evaluate("""() => [...document.querySelectorAll('#examples button.thumbnail-item')].map(b => {
+        const r = b.querySelector('img').getBoundingClientRect();
+        return [b.querySelector('.caption-label')?.innerText.trim() ?? '', r.width, r.height]; })""")
+    for caption, w, h in items:
+        assert w >= 60 and h >= 60, f"thumbnail of {caption!r} is {w}x{h} px"
+    return [caption for caption, _, _ in items]
+
+
+def test_examples_show_thumbnails_with_unique_captions(app_server, page_factory):
+    """Each example is a thumbnail with its own caption (gr.Examples drops thumbnails when labelled)."""
+    url, app = app_server
+    examples = text.example_files(app.EXAMPLES_DIR)
+    if not examples:
+        pytest.skip("no examples/")
+    page = page_factory(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("#run", timeout=60_000)
+    captions = _example_thumbnails(page)
+    assert captions == [text.example_label(p) for p in examples]
+    assert len(set(captions)) == len(captions), captions
+    clipped = page.evaluate("""() => [...document.querySelectorAll('#examples .caption-label')]
+        .filter(c => c.scrollWidth > c.clientWidth + 1 || c.scrollHeight > c.clientHeight + 1).map(c => c.innerText)""")
+    assert not clipped, f"captions cut off: {clipped}"
+
+
+#: Places in a table cell's text where a line ends inside a word (not at a space or after a hyphen).
+MID_WORD_BREAKS_JS = """(sel) => [...document.querySelectorAll(sel)].flatMap(td => {
+    const chars = [], walk = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode())
+        for (let i = 0; i < n.data.length; i++) {
+            const r = document.createRange(); r.setStart(n, i); r.setEnd(n, i + 1);
+            const box = r.getClientRects()[0];
+            if (box) chars.push([n.data[i], box.top]);
+        }
+    const bad = [];
+    for (let i = 1; i < chars.length; i++)
+        if (chars[i][1] > chars[i - 1][1] + 2 && !/[\\s\\-\u2010]/.test(chars[i - 1][0]) && !/\\s/.test(chars[i][0]))
+            bad.push(td.innerText.slice(0, i) + ' / ' + td.innerText.slice(i));
+    return bad; })"""
+
+
+def test_phone_shows_the_result_before_the_examples(app_server, page_factory, mirrored_face):
     url, app = app_server
     if not text.example_files(app.EXAMPLES_DIR):
         pytest.skip("no examples/")
@@ -266,5 +313,20 @@ def test_phone_shows_the_result_before_the_examples(app_server, page_factory):
     page.wait_for_selector("#run", timeout=60_000)
     ys = {sel: page.locator(sel).first.bounding_box()["y"] for sel in ("#run", "#status", "#map-tabs", "#examples")}
     assert ys["#run"] < ys["#status"] < ys["#map-tabs"] < ys["#examples"], ys
+    assert _example_thumbnails(page), "no example thumbnails on the phone"
+    # Compare all: every detector's name in the table's first column breaks only at spaces or hyphens.
+    page.set_input_files("#input-image input[type=file]", str(mirrored_face))
+    page.locator("#input-image img").first.wait_for(timeout=30_000)
+    page.get_by_label("Compare all").check()
+    for name in ("SHAP", "LIME", "Integrated Gradients", "LRP", "Saliency"):
+        page.locator("#methods").get_by_label(name).uncheck()
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=150_000)
+    names = page.locator("#verdict td:first-child").all_inner_texts()
+    assert any("EfficientNet-Lite0" in n for n in names), names
+    assert not page.evaluate(MID_WORD_BREAKS_JS, "#verdict td:first-child, #verdict td:nth-child(2)")
     scroll_w, client_w = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert scroll_w <= client_w + 1, (scroll_w, client_w)
+    table_w, box_w = page.evaluate("[document.querySelector('#verdict table').scrollWidth,"
+                                   " document.querySelector('#verdict').clientWidth]")
+    assert table_w <= box_w + 1, f"the verdict table is wider than the page ({table_w} > {box_w} px)"

@@ -37,7 +37,7 @@ def test_launch_settings(app_server):
 def test_examples_follow_file_names(app_server):
     from pathlib import Path
 
-    from analysis.text import example_files, example_is_crop, example_label
+    from analysis.text import example_files, example_gallery, example_inputs, example_is_crop, example_label
 
     from .conftest import ROOT
 
@@ -47,3 +47,8 @@ def test_examples_follow_file_names(app_server):
     assert len(set(labels)) == len(labels)  # unique captions
     assert example_is_crop(Path("gan140k_real_00025.jpg"))
     assert not example_is_crop(Path("photo_astronaut_real.jpg"))
+    paths = [Path("dfdc_fake_aacwokkodz.jpg"), Path("photo_astronaut_real.jpg")]
+    assert example_gallery(paths) == [("dfdc_fake_aacwokkodz.jpg", "dfdc · true label: fake · aacwokkodz"),
+                                      ("photo_astronaut_real.jpg", "photo · true label: real · astronaut")]
+    assert example_inputs(paths, 0) == ("dfdc_fake_aacwokkodz.jpg", True)
+    assert example_inputs(paths, 1) == ("photo_astronaut_real.jpg", False)
