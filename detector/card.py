@@ -27,8 +27,18 @@ LIMITS = """\
 
 
 def _samples_seen(st: dict) -> int:
-    """Training samples drawn in one stage (epochs actually run, when a run stopped early)."""
+    """Training samples drawn in one stage (as counted by the run; else epochs actually run x draws per epoch)."""
+    if "samples_seen" in st:
+        return int(st["samples_seen"])
     return int(st.get("epochs_run", st.get("epochs", 0)) * st.get("samples_per_epoch", 0))
+
+
+def _stage_time(st: dict) -> str:
+    """Wall time of a stage, with the CPU time of its training steps when it ran on a CPU-time budget."""
+    wall = f"{st.get('train_seconds', 0) / 60:.1f} min"
+    if st.get("train_cpu_seconds"):
+        wall += f" ({st['train_cpu_seconds'] / 60:.1f} CPU-min of training steps, `--cpu-minutes`)"
+    return wall
 
 
 def _augmentation(tr: dict) -> str:
@@ -113,7 +123,7 @@ def render_card(name: str) -> str:
         lines += ["| stage | command | samples seen | time | hardware |", "|---|---|---|---|---|"]
         for i, st in enumerate(stages, 1):
             lines.append(f"| {i} | `{st.get('command', '?')}` | {_samples_seen(st)} "
-                         f"| {st.get('train_seconds', 0) / 60:.1f} min | {st.get('hardware')} ({st.get('device')}) |")
+                         f"| {_stage_time(st)} | {st.get('hardware')} ({st.get('device')}) |")
         lines += ["", f"Total training time: {total / 60:.1f} min. The table below is the last stage.", ""]
     lines += [f"Command: `{tr.get('command', '?')}`", "", "| setting | value |", "|---|---|"]
     for k in ("epochs", "samples_per_epoch", "batch_size", "lr", "weight_decay", "seed", "amp_bf16", "sources"):
@@ -123,7 +133,8 @@ def render_card(name: str) -> str:
               f"| best epoch (val mean per-source AUC) | {cfg.get('best_epoch')} |",
               f"| temperature (fitted on val) | {cfg.get('temperature', 1.0):.4f} |",
               f"| hardware | {tr.get('hardware')} ({tr.get('device')}) |",
-              f"| training time | {tr.get('train_seconds', 0) / 60:.1f} min (including data caching and validation) |",
+              f"| samples seen | {_samples_seen(tr)} |",
+              f"| training time | {_stage_time(tr)}; wall time includes data caching and validation |",
               ""]
     if tr.get("val"):
         v = tr["val"]

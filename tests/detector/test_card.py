@@ -66,3 +66,15 @@ def test_results_table_lists_every_shipped_detector_from_its_metrics():
             for src, v in m["per_source"].items():
                 assert f"| [{spec.display_name}](checkpoints/{name}/README.md) | {src} | {v['n']} | {v['roc_auc']:.4f} |" \
                     in table
+
+
+def test_card_of_a_cpu_budget_run_shows_samples_counted_and_cpu_minutes(tmp_path, use_checkpoints):
+    """A ``--cpu-minutes`` run stops mid-epoch: the card shows the samples it counted, not epochs x draws."""
+    tr = {"command": "python -m detector.train --model custom_cnn --cpu-minutes 12", "epochs": 10,
+          "samples_per_epoch": 12000, "epochs_run": 2, "samples_seen": 21664, "train_seconds": 981.0,
+          "train_cpu_seconds": 720.0, "hardware": "CPU", "device": "cpu"}
+    save_checkpoint(_tiny(), SPEC, tmp_path / "custom_cnn", 1.0, {"best_epoch": 2, "training": tr})
+    use_checkpoints(tmp_path)
+    card = render_card("custom_cnn")
+    assert "| samples seen | 21664 |" in card
+    assert "| training time | 16.4 min (12.0 CPU-min of training steps, `--cpu-minutes`);" in card
