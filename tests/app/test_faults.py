@@ -181,7 +181,7 @@ def test_unreachable_hub_app_starts_on_local_weights_and_says_so(tmp_path, face_
         import httpx
 
         ready = None
-        while time.perf_counter() - t0 < 60 and proc.poll() is None:
+        while time.perf_counter() - t0 < 150 and proc.poll() is None:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
                     ready = time.perf_counter() - t0
@@ -189,12 +189,14 @@ def test_unreachable_hub_app_starts_on_local_weights_and_says_so(tmp_path, face_
             except httpx.HTTPError:
                 time.sleep(0.2)
         assert ready is not None, (tmp_path / "server.log").read_text()[-2000:]
-        assert ready < 20, f"app took {ready:.1f} s to start"
+        # Hang bounds, not speed targets (those are in tools.latency): a Hub that is waited for per detector at
+        # huggingface_hub's 30-s timeouts would take 4 x 30 s; one 3-s wait fits easily even on a loaded CPU.
+        assert ready < 90, f"app took {ready:.1f} s to start"
         c = Client(f"http://127.0.0.1:{port}/", verbose=False)
         t1 = time.perf_counter()
         r = c.predict(handle_file(str(face_image)), "all", False, api_name="/predict")
         first = time.perf_counter() - t1
-        assert first < 20, f"first verdict took {first:.1f} s"
+        assert first < 90, f"first verdict took {first:.1f} s"
         from detector.specs import SPECS
 
         assert len(r["results"]) == len(SPECS)
