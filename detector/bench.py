@@ -126,7 +126,6 @@ def bench_video(runs: int, model: str | None, device: str | None) -> int:
 
 def bench_layouts(names: list[str], batch: int, runs: int, random_weights: bool) -> int:
     """``--layouts``: ms of CPU time per image, batched, NCHW weights vs channels-last weights."""
-    import timm
     import torch
 
     from . import models  # noqa: F401
@@ -150,8 +149,7 @@ def bench_layouts(names: list[str], batch: int, runs: int, random_weights: bool)
     print(f"device=cpu threads={torch.get_num_threads()} batch={batch} runs={runs} loadavg={os.getloadavg()[0]:.1f}")
     for name in names:
         spec = get_spec(name)
-        model = (timm.create_model(spec.architecture, num_classes=2, **dict(spec.model_args)).eval() if random_weights
-                 else load_model(name, "cpu").model)
+        model = spec.create_model().eval() if random_weights else load_model(name, "cpu").model
         x = torch.randn(batch, 3, spec.input_size, spec.input_size)
         res = {}
         for fmt in ("nchw", "channels_last"):
@@ -185,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.video:
         return bench_video(args.video_runs, args.video_model, args.device)
 
-    import timm
     import torch
     from skimage import data as skdata
 
@@ -205,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         spec = get_spec(name)
         if args.random_weights:
-            model = timm.create_model(spec.architecture, num_classes=2, **dict(spec.model_args)).eval().to(device)
+            model = spec.create_model().eval().to(device)
         else:
             model = load_model(name, device).model
         params = sum(p.numel() for p in model.parameters())

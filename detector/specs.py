@@ -51,6 +51,16 @@ class ModelSpec:
     notes: str = ""  #: model-card text on initialisation from pretrained weights (``detector.card``)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
+    def create_model(self, **kwargs: Any):
+        """A freshly initialised timm model of this detector: its architecture, class count and
+        ``model_args``, plus ``kwargs`` (e.g. ``drop_rate``). A checkpoint is loaded by
+        :mod:`detector.weights`, which builds what the checkpoint's own ``config.json`` records."""
+        import timm
+
+        from . import models  # noqa: F401  (registers custom_cnn and vggface16 with timm)
+
+        return timm.create_model(self.architecture, num_classes=self.num_classes, **dict(self.model_args), **kwargs)
+
     @property
     def local_dir(self) -> Path:
         """Local checkpoint folder for this detector."""

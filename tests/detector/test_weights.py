@@ -202,8 +202,7 @@ def test_a_down_hub_is_waited_for_once_not_per_detector(tmp_path, monkeypatch, u
     calls = []
     save_checkpoint(_tiny(), SPEC, tmp_path / "custom_cnn")
     vspec = get_spec("vggface16")
-    save_checkpoint(timm.create_model(vspec.architecture, num_classes=2, **dict(vspec.model_args)), vspec,
-                    tmp_path / "vggface16")
+    save_checkpoint(vspec.create_model(), vspec, tmp_path / "vggface16")
     use_checkpoints(tmp_path)
     monkeypatch.setenv("DEEPFAKE_HUB_ORG", "acme")
     monkeypatch.setenv("DEEPFAKE_HUB_TIMEOUT", "0.5")
@@ -218,7 +217,7 @@ def test_a_down_hub_is_waited_for_once_not_per_detector(tmp_path, monkeypatch, u
 def test_model_args_are_recorded_and_rebuilt_by_our_loader_and_plain_timm(tmp_path):
     spec = get_spec("vggface16")
     torch.manual_seed(0)
-    slim = timm.create_model("vggface16", num_classes=2, **dict(spec.model_args)).eval()
+    slim = spec.create_model().eval()
     save_checkpoint(slim, spec, tmp_path / "vggface16")
     cfg = json.loads((tmp_path / "vggface16" / "config.json").read_text())
     assert cfg["model_args"] == {"width": 0.25}
