@@ -81,6 +81,17 @@ def page_factory(browser, request):
             p.close()
 
 
+def _compare_all_with_grad_cam(page, image: Path) -> None:
+    """Upload ``image``, choose "Compare all" with Grad-CAM as the only map (quick), run, and wait for Done."""
+    page.set_input_files("#input-image input[type=file]", str(image))
+    page.locator("#input-image img").first.wait_for(timeout=30_000)
+    page.get_by_label("Compare all").check()
+    for name in ("SHAP", "LIME", "Integrated Gradients", "LRP", "Saliency"):
+        page.locator("#methods").get_by_label(name).uncheck()
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=150_000)
+
+
 def _open_with_image(page_factory, url: str, image: Path):
     """A 1280x1000 page on the app with ``image`` uploaded and the custom CNN chosen."""
     page = page_factory(viewport={"width": 1280, "height": 1000})
@@ -242,13 +253,7 @@ def test_preselected_detector_weak_tag_and_compare_all(app_server, page_factory,
         assert ("weak: for comparison only" in lab) == reliability(n).weak, lab
     assert page.inner_text("#detector-note").strip() == ""  # one detector is not weak: no excuse needed
 
-    page.set_input_files("#input-image input[type=file]", str(mirrored_face))
-    page.locator("#input-image img").first.wait_for(timeout=30_000)
-    page.get_by_label("Compare all").check()
-    for name in ("SHAP", "LIME", "Integrated Gradients", "LRP", "Saliency"):
-        page.locator("#methods").get_by_label(name).uncheck()
-    page.click("#run")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=150_000)
+    _compare_all_with_grad_cam(page, mirrored_face)
     verdict = page.inner_text("#verdict")
     assert "Combined verdict" in verdict and "weak: for comparison only" in verdict, verdict
     assert f"Maps below explain {get_spec(FAST_DETECTOR).display_name}" in verdict
@@ -315,13 +320,7 @@ def test_phone_shows_the_result_before_the_examples(app_server, page_factory, mi
     assert ys["#run"] < ys["#status"] < ys["#map-tabs"] < ys["#examples"], ys
     assert _example_thumbnails(page), "no example thumbnails on the phone"
     # Compare all: every detector's name in the table's first column breaks only at spaces or hyphens.
-    page.set_input_files("#input-image input[type=file]", str(mirrored_face))
-    page.locator("#input-image img").first.wait_for(timeout=30_000)
-    page.get_by_label("Compare all").check()
-    for name in ("SHAP", "LIME", "Integrated Gradients", "LRP", "Saliency"):
-        page.locator("#methods").get_by_label(name).uncheck()
-    page.click("#run")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=150_000)
+    _compare_all_with_grad_cam(page, mirrored_face)
     names = page.locator("#verdict td:first-child").all_inner_texts()
     assert any("EfficientNet-Lite0" in n for n in names), names
     assert not page.evaluate(MID_WORD_BREAKS_JS, "#verdict td:first-child, #verdict td:nth-child(2)")
