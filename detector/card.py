@@ -128,6 +128,7 @@ def render_card(name: str) -> str:
     lines += [f"Command: `{tr.get('command', '?')}`", "", "| setting | value |", "|---|---|"]
     for k in ("epochs", "samples_per_epoch", "batch_size", "lr", "weight_decay", "seed", "amp_bf16", "sources"):
         lines.append(f"| {k} | {tr.get(k)} |")
+    lines.append(f"| share of draws per source | {tr.get('source_shares') or 'equal'} |")
     lines += [f"| optimiser | AdamW, cosine schedule with {tr.get('warmup', 0.05) * 100:g}% linear warm-up |",
               "| augmentation | " + _augmentation(tr) + " |",
               f"| best epoch (val mean per-source AUC) | {cfg.get('best_epoch')} |",

@@ -30,6 +30,7 @@ import numpy as np
 
 from .augment import Augment
 from .data import Sample, cap_per_source, read_index
+from .hardware import fast_bf16
 from .metrics import binary_metrics, fit_temperature, softmax_np
 from .preprocess import finish, prepare_face
 from .specs import ModelSpec, get_spec
@@ -151,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True, help="folder with index.csv (e.g. ../shared/datasets/faces)")
     ap.add_argument("--sources", default="gan140k,dfdc")
+    ap.add_argument("--source-weights", default=None, metavar="SRC=W,...",
+                    help="relative share of the draws per source, e.g. gan140k=1,dfdc=3 (default: equal shares)")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--samples-per-epoch", type=int, default=0, help="draws per epoch (0: size of the train set)")
     ap.add_argument("--batch-size", type=int, default=32)
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         args.workers = 0  # so that process CPU time covers decoding and augmentation too
     out = Path(args.out) if args.out else spec.local_dir
     device = pick_device(args.device)
-    amp = args.amp == "on" or (args.amp == "auto" and (device.startswith("cuda") or _cpu_bf16()))
+    amp = args.amp == "on" or (args.amp == "auto" and fast_bf16(device))
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     sources = [s for s in args.sources.split(",") if s]
@@ -237,10 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     yva = np.array([s.label for s in val])
     sva = np.array([s.source for s in val])
     src_tr = np.array([s.source for s in train])
+    share = _source_shares(args.source_weights, sources)
     w = np.zeros(len(train))
     for s in sources:
         m = src_tr == s
-        w[m] = 1.0 / m.sum()  # each source: equal total weight
+        w[m] = share[s] / m.sum()  # each source: its share of the draws (equal by default)
     n_per_epoch = args.samples_per_epoch or len(train)
     gen = torch.Generator().manual_seed(args.seed)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), n_per_epoch, replacement=True, generator=gen)
@@ -370,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": args.epochs, "samples_per_epoch": n_per_epoch, "batch_size": args.batch_size, "lr": args.lr,
             "warmup": args.warmup,
             "weight_decay": args.weight_decay, "seed": args.seed, "amp_bf16": amp, "sources": sources,
+            "source_shares": {k: round(v, 4) for k, v in share.items()},
             "train_images": len(train), "val_images": len(val), "device": device,
             "memory_format": args.memory_format,
             "hardware": _hardware(device), "train_seconds": round(train_s, 1),
@@ -407,6 +412,29 @@ def main(argv: list[str] | None = None) -> int:
                       "val_ece_before": before["pooled"]["ece"], "val_ece_after": after["pooled"]["ece"],
                       "train_seconds": round(train_s, 1)}), flush=True)
     return 0
+
+
+def _source_shares(spec: str | None, sources: list[str]) -> dict[str, float]:
+    """Share of the training draws per source from ``"gan140k=1,dfdc=3"`` (normalised); equal if None."""
+    if not spec:
+        return {s: 1.0 / len(sources) for s in sources}
+    raw = {}
+    for part in spec.split(","):
+        name, sep, val = part.partition("=")
+        name = name.strip()
+        if not sep or name not in sources:
+            raise SystemExit(f"--source-weights: expected SRC=W with SRC in {sources}, got {part!r}")
+        try:
+            raw[name] = float(val)
+        except ValueError:
+            raise SystemExit(f"--source-weights: {val!r} is not a number (in {part!r})") from None
+        if raw[name] <= 0:
+            raise SystemExit(f"--source-weights: weights must be positive, got {part!r}")
+    missing = [s for s in sources if s not in raw]
+    if missing:
+        raise SystemExit(f"--source-weights: no weight for {missing}")
+    total = sum(raw.values())
+    return {s: raw[s] / total for s in sources}
 
 
 class _CpuBudget:
@@ -634,14 +662,6 @@ def training_stages(training: dict | None) -> list[dict]:
         chain.append(cur)
         cur = (cur.get("init") or {}).get("training")
     return chain[::-1]
-
-
-def _cpu_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _hardware(device: str) -> str:

@@ -224,3 +224,27 @@ def test_prefix_weights_exclude_the_trained_suffix():
         m.classifier.weight.add_(1.0)
         m.blocks[3][0].conv_pw.weight.add_(1.0)
     assert all((p.weights()[k] == v).all() for k, v in before.items())
+
+
+@pytest.mark.parametrize("spec, shares", [
+    (None, {"gan140k": 0.5, "dfdc": 0.5}),
+    ("gan140k=1,dfdc=3", {"gan140k": 0.25, "dfdc": 0.75}),
+    ("dfdc=2, gan140k=2", {"gan140k": 0.5, "dfdc": 0.5}),
+    ("gan140k=1", "no weight for"),
+    ("ffhq=1,dfdc=1", "expected SRC=W"),
+    ("gan140k=x,dfdc=1", "not a number"),
+    ("gan140k=0,dfdc=1", "positive"),
+])
+def test_source_weights_parse_into_shares(spec, shares):
+    if isinstance(shares, str):
+        with pytest.raises(SystemExit, match=shares):
+            train._source_shares(spec, ["gan140k", "dfdc"])
+    else:
+        assert train._source_shares(spec, ["gan140k", "dfdc"]) == pytest.approx(shares)
+
+
+def test_source_weights_are_recorded_in_the_checkpoint(dataset, tmp_path, capsys):
+    out = tmp_path / "sw"
+    _train(dataset, tmp_path, out, "--source-weights", "gan140k=1,dfdc=3", "--epochs", "1")
+    tr = json.loads((out / "config.json").read_text())["training"]
+    assert tr["source_shares"] == {"gan140k": 0.25, "dfdc": 0.75}
