@@ -40,6 +40,17 @@ def _flag(value: str) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off", "")
 
 
+def _auto_flag(value: str) -> str:
+    v = value.strip().lower()
+    if v in ("auto", ""):
+        return "auto"
+    if v in ("1", "true", "yes", "on"):
+        return "on"
+    if v in ("0", "false", "no", "off"):
+        return "off"
+    raise ValueError(value)
+
+
 def _mb(value: str) -> float:
     return float(value)
 
@@ -99,6 +110,10 @@ class Settings:
         shown="1")
     malloc_arenas: int = _setting(
         "DEEPFAKE_MALLOC_ARENAS", 2, "cap on glibc malloc arenas in the server (0 keeps glibc's default)", int)
+    explain_bf16: str = _setting(
+        "DEEPFAKE_EXPLAIN_BF16", "auto", "bf16 autocast for the explainers' forward-only scoring passes (LIME's "
+        "perturbed samples, the faithfulness curves): `auto` = on CUDA and on CPUs with AVX512-BF16/AMX, `1`, `0`; "
+        "gradient methods and the verdict always run in fp32", _auto_flag)
     pretrained_cache: Path = _setting(
         "DEEPFAKE_PRETRAINED_CACHE", Path.home() / ".cache" / "deepfake-pretrained",
         "where pretrained (ImageNet) initial weights are kept", Path, shown="`~/.cache/deepfake-pretrained`")

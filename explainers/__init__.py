@@ -10,8 +10,8 @@ Command-line modules: ``python -m explainers.bench`` (our fast defaults against 
 libraries' defaults), ``explainers.make_grid`` (side-by-side grids), ``explainers.lime_segments``.
 """
 from .base import (METHOD_ORDER, Attribution, Explainer, ExplainerUnavailable, Tunable, explain, get_explainer,
-                   list_explainers, register, run_order, unregister)
+                   list_explainers, register, run_order, scoring_autocast, scoring_precision, unregister)
 from . import saliency, gradcam, lrp, integrated_gradients, shap_method, lime_method  # noqa: E402,F401  (register)
 
 __all__ = ["Attribution", "Explainer", "ExplainerUnavailable", "Tunable", "register", "unregister", "get_explainer",
-           "list_explainers", "run_order", "explain", "METHOD_ORDER"]
+           "list_explainers", "run_order", "explain", "METHOD_ORDER", "scoring_autocast", "scoring_precision"]

@@ -1,7 +1,7 @@
 """Benchmark: our fast defaults vs the libraries' defaults, per method.
 
 ``python -m explainers.bench --model NAME [--device cpu|cuda] [--image PATH] [--skip-defaults]
-[--lime-same-superpixels] [--threads N]``
+[--lime-same-superpixels] [--threads N] [--bf16-check [--data DIR --per-source N]]``
 
 Loads the detector with :func:`detector.weights.load_model` (exit 2 with the message if
 its weights are missing), preprocesses the image (default: the face in
@@ -17,10 +17,17 @@ between two library-default runs with different seeds, the ceiling. The last lin
 
 where ``min_rel_fidelity`` is the minimum over methods of corr / ceiling (ceiling 1 for
 deterministic methods).
+
+``--bf16-check`` compares the forward-only scoring passes in fp32 and under bf16 autocast
+(:func:`explainers.base.scoring_precision`): LIME's map with the same seed (Spearman
+correlation) and every method's faithfulness score (largest absolute difference), with their
+times, on the bench image and, with ``--data``, on ``--per-source`` val faces per source.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 import warnings
@@ -62,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--lime-same-superpixels", action="store_true",
                     help="also compare our LIME with 1000 samples on OUR superpixels (sample-count fidelity)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    ap.add_argument("--bf16-check", action="store_true",
+                    help="compare LIME maps and faithfulness scores scored in fp32 and in bf16 (see above)")
+    ap.add_argument("--data", default=None, help="with --bf16-check: also check val faces from this dataset folder")
+    ap.add_argument("--per-source", type=int, default=3, help="with --data: val faces per source")
     args = ap.parse_args(argv)
 
     warnings.filterwarnings("ignore")
@@ -157,6 +168,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         c, ceil = spearman(a.map, d0.map), spearman(d0.map, d1.map)
         print(f"lime_same_superpixels: ours({a.params['num_samples']} samples) vs 1000 samples corr={c:.3f} "
               f"ceiling={ceil:.3f} rel={c / ceil:.3f} (1000-sample time {d0.runtime_s:.2f} s)", flush=True)
+    if args.bf16_check:
+        images = [("bench image", x, target)]
+        if args.data:
+            from detector.data import cap_per_source, read_index
+
+            val = read_index(args.data, "val")
+            for r in cap_per_source(val, args.per_source, sorted({v.source for v in val})):
+                xv = preprocess(str(r.path), spec, face_crop=False).tensor.to(lm.device)
+                with torch.no_grad():
+                    images.append((f"{r.source} {r.path.name}", xv, int(model(xv).argmax())))
+        for name, xi, ti in images:
+            print(_bf16_row(name, model, xi, ti, spec, ours if xi is x else None, lm.temperature), flush=True)
     if args.skip_defaults:
         print(f"panel_s={panel_s:.2f} default_s=nan speedup=nan min_rel_fidelity=nan", flush=True)
     else:
@@ -164,6 +187,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"panel_s={panel_s:.2f} default_s={default_s:.2f} speedup={default_s / panel_s:.2f} "
               f"min_rel_fidelity={mrf:.3f}", flush=True)
     return 0
+
+
+@contextlib.contextmanager
+def _explain_precision(mode: str):
+    """``DEEPFAKE_EXPLAIN_BF16`` set to ``mode`` inside the block (restored after)."""
+    old = os.environ.get("DEEPFAKE_EXPLAIN_BF16")
+    os.environ["DEEPFAKE_EXPLAIN_BF16"] = mode
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("DEEPFAKE_EXPLAIN_BF16", None)
+        else:
+            os.environ["DEEPFAKE_EXPLAIN_BF16"] = old
+
+
+def _bf16_row(name: str, model, x, target: int, spec, ours: dict | None, temperature: float) -> str:
+    """One ``--bf16-check`` line: LIME map correlation and faithfulness differences, fp32 vs bf16."""
+    from . import explain, get_explainer
+    from .base import scoring_precision
+    from .faithfulness import deletion_insertion
+    from .panel import FAITHFULNESS_STEPS
+
+    maps = ({m: r.attribution.map for m, r in ours.items() if not r.error} if ours else
+            {m: explain(m, model, x, target=target, spec=spec).map for m in ("saliency", "gradcam", "lrp")})
+    out: dict[str, dict] = {}
+    for mode in ("0", "1"):
+        with _explain_precision(mode):
+            t = time.perf_counter()
+            lime = get_explainer("lime").explain(model, x, target=target, spec=spec)
+            lime_s = time.perf_counter() - t
+            t = time.perf_counter()
+            faith = {m: deletion_insertion(model, x, mp, target, steps=FAITHFULNESS_STEPS, labels=spec.label_names,
+                                           temperature=temperature)["score"] for m, mp in maps.items()}
+            out[mode] = {"lime": lime.map, "lime_s": lime_s, "faith": faith, "faith_s": time.perf_counter() - t,
+                         "precision": scoring_precision(x.device)}
+    a, b = out["0"], out["1"]
+    diff = max(abs(a["faith"][m] - b["faith"][m]) for m in maps)
+    return (f"bf16_check [{name}]: {a['precision']} vs {b['precision']}: lime_corr={spearman(a['lime'], b['lime']):.3f} "
+            f"lime_s={a['lime_s']:.2f}->{b['lime_s']:.2f} faith_max_abs_diff={diff:.3f} over {len(maps)} maps "
+            f"faith_s={a['faith_s']:.2f}->{b['faith_s']:.2f}")
 
 
 if __name__ == "__main__":

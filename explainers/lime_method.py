@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 
-from .base import Explainer, RawAttribution, Tunable, norm_tensors, register
+from .base import Explainer, RawAttribution, Tunable, norm_tensors, register, scoring_autocast, scoring_precision
 
 _QUICKSHIFT = {"kernel_size": 4, "max_dist": 200, "ratio": 0.2}  # lime's default segmentation parameters
 
@@ -81,7 +81,7 @@ class LimeExplainer(Explainer):
         def classify(images: np.ndarray) -> np.ndarray:
             t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(x.device)
             t = (t.permute(0, 3, 1, 2) / 255.0 - m) / s
-            with torch.no_grad():
+            with torch.no_grad(), scoring_autocast(x.device):
                 return torch.softmax(model(t).float(), dim=1).cpu().numpy()
 
         explainer = li.LimeImageExplainer(kernel_width=float(params["kernel_width"]), random_state=seed)
@@ -92,7 +92,9 @@ class LimeExplainer(Explainer):
         weights = np.zeros(int(seg.max()) + 1, dtype=np.float32)
         for k, wgt in exp.local_exp[target]:
             weights[k] = wgt
-        notes = [f"{len(weights)} {params['segmentation']} superpixels, {params['num_samples']} perturbed samples; "
-                 f"surrogate fit R^2 = {exp.score:.2f}."]
-        extra = {"n_superpixels": int(len(weights)), "r2": float(exp.score), "intercept": float(exp.intercept[target])}
+        prec = scoring_precision(x.device)
+        notes = [f"{len(weights)} {params['segmentation']} superpixels, {params['num_samples']} perturbed samples "
+                 f"scored in {prec}; surrogate fit R^2 = {exp.score:.2f}."]
+        extra = {"n_superpixels": int(len(weights)), "r2": float(exp.score), "intercept": float(exp.intercept[target]),
+                 "precision": prec}
         return RawAttribution(weights[seg], signed=True, notes=notes, extra=extra)

@@ -23,6 +23,17 @@ def test_defaults_and_parsing():
         Settings.from_env({"DEEPFAKE_CONCURRENCY": "many"})
 
 
+@pytest.mark.parametrize("raw, parsed", [(None, "auto"), ("auto", "auto"), ("1", "on"), ("on", "on"),
+                                         ("0", "off"), ("false", "off"), ("maybe", ValueError)])
+def test_explain_bf16_values(raw, parsed):
+    env = {} if raw is None else {"DEEPFAKE_EXPLAIN_BF16": raw}
+    if parsed is ValueError:
+        with pytest.raises(ValueError, match="DEEPFAKE_EXPLAIN_BF16"):
+            Settings.from_env(env)
+    else:
+        assert Settings.from_env(env).explain_bf16 == parsed
+
+
 def test_hub_repos_per_detector_then_org():
     s = Settings.from_env({"DEEPFAKE_HUB_REPO_CUSTOM_CNN": "a/b", "DEEPFAKE_HUB_ORG": "acme"})
     assert s.hub_repo("custom_cnn") == "a/b" and s.hub_repo("densenet121") == "acme/densenet121"

@@ -338,6 +338,61 @@ def test_deletion_insertion(trained):
     assert f["score"] > g["score"]
 
 
+# --------------------------------------------------------------------------- scoring precision (bf16 autocast)
+
+@pytest.mark.parametrize("mode, device, cpu_bf16, expected", [
+    ("0", "cpu", True, "fp32"), ("1", "cpu", False, "bf16"), ("auto", "cpu", True, "bf16"),
+    ("auto", "cpu", False, "fp32"), ("auto", "cuda:0", False, "bf16"), ("1", "mps", True, "fp32"),
+])
+def test_scoring_precision_follows_setting_and_hardware(mode, device, cpu_bf16, expected, monkeypatch):
+    import detector.hardware as hw
+
+    monkeypatch.setenv("DEEPFAKE_EXPLAIN_BF16", mode)
+    monkeypatch.setattr(hw, "cpu_bf16", lambda: cpu_bf16)
+    assert E.scoring_precision(device) == expected
+
+
+class _AutocastProbe(torch.nn.Module):
+    """Wraps a model and records, per forward pass, whether CPU autocast was on."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x):
+        self.seen.append(torch.is_autocast_enabled("cpu"))
+        return self.model(x)
+
+
+@pytest.mark.parametrize("mode, precision", [("0", "fp32"), ("1", "bf16")])
+def test_lime_and_faithfulness_score_in_the_stated_precision(mode, precision, trained, monkeypatch):
+    monkeypatch.setenv("DEEPFAKE_EXPLAIN_BF16", mode)
+    probe, x = _AutocastProbe(trained.model), trained.x1[:1]
+    a = E.explain("lime", probe, x, target=1, **FAST["lime"])
+    assert a.extra["precision"] == precision and f"scored in {precision}" in a.notes[0]
+    g = E.explain("saliency", probe, x, target=1)
+    n_lime = len(probe.seen)
+    f = deletion_insertion(probe, x, g.map, 1, steps=6)
+    assert f["precision"] == precision
+    # every LIME batch and faithfulness pass ran under autocast iff bf16; the saliency pass never
+    assert set(probe.seen[:n_lime - 1] + probe.seen[n_lime:]) == {precision == "bf16"}
+    assert probe.seen[n_lime - 1] is False
+
+
+def test_bf16_scoring_agrees_with_fp32(trained, monkeypatch):
+    """Rounding to bf16 must not change what LIME and the faithfulness curves say."""
+    x = trained.x1[:1]
+    g = E.explain("integrated_gradients", trained.model, x, target=1, **FAST["integrated_gradients"])
+    out = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv("DEEPFAKE_EXPLAIN_BF16", mode)
+        out[mode] = (E.explain("lime", trained.model, x, target=1, **FAST["lime"]).map,
+                     deletion_insertion(trained.model, x, g.map, 1, steps=8))
+    assert spearman(out["0"][0], out["1"][0]) > 0.9
+    assert out["0"][1]["score"] == pytest.approx(out["1"][1]["score"], abs=0.03)
+    np.testing.assert_allclose(out["0"][1]["deletion_curve"], out["1"][1]["deletion_curve"], atol=0.05)
+
+
 def test_overlay_and_grid(face, tmp_path):
     rng = np.random.default_rng(0)
     signed = rng.normal(size=face.shape[:2]).astype(np.float32)
