@@ -141,6 +141,13 @@ def render_card(name: str) -> str:
         v = tr["val"]
         lines += [f"Calibration on val: ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}, "
                   f"log loss {v['log_loss_before']:.4f} -> {v['log_loss_after']:.4f}.", ""]
+    rc = cfg.get("recalibration")
+    if rc:
+        b, a = rc["val_before"], rc["val_after"]
+        lines += [f"Recalibrated on the whole val split ({rc['n_images']} images) after training, weights unchanged: "
+                  f"`{rc['command']}`. Temperature {rc['temperature_before']:.4f} -> {rc['temperature']:.4f}; "
+                  f"val ECE {b['ece']:.4f} -> {a['ece']:.4f}, log loss {b['log_loss']:.4f} -> {a['log_loss']:.4f}. "
+                  "The test metrics below use the refitted temperature.", ""]
         best = [r for r in log if r.get("epoch") == cfg.get("best_epoch") and r.get("stage", len(stages)) == len(stages)]
         if best and tr.get("amp_bf16") and best[-1].get("val_auc") is not None:
             lines += [f"Mean per-source val AUC of the best epoch: {best[-1]['val_auc']:.4f} as scored during training "

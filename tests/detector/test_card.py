@@ -52,6 +52,23 @@ def test_card_of_a_single_run_says_from_scratch(tmp_path, use_checkpoints):
     assert "From scratch (random init)" in card and "Trained in" not in card and "Not evaluated yet." in card
 
 
+def test_card_states_a_recalibration_and_the_source_shares(tmp_path, use_checkpoints):
+    tr = {"command": "python -m detector.train --model custom_cnn --source-weights gan140k=1,dfdc=3", "epochs": 1,
+          "samples_per_epoch": 10, "train_seconds": 60.0, "hardware": "CPU", "device": "cpu",
+          "source_shares": {"gan140k": 0.25, "dfdc": 0.75}}
+    rc = {"command": "python -m detector.calibrate --model custom_cnn --data D --write", "n_images": 3175,
+          "temperature_before": 2.0781, "temperature": 1.2939, "val_before": {"ece": 0.0622, "log_loss": 0.6173},
+          "val_after": {"ece": 0.041, "log_loss": 0.6092}}
+    save_checkpoint(_tiny(), SPEC, tmp_path / "custom_cnn", 1.2939, {"best_epoch": 1, "training": tr,
+                                                                     "recalibration": rc})
+    use_checkpoints(tmp_path)
+    card = render_card("custom_cnn")
+    assert "| share of draws per source | {'gan140k': 0.25, 'dfdc': 0.75} |" in card
+    assert ("Recalibrated on the whole val split (3175 images) after training, weights unchanged: "
+            "`python -m detector.calibrate --model custom_cnn --data D --write`. Temperature 2.0781 -> 1.2939; "
+            "val ECE 0.0622 -> 0.0410") in card
+
+
 def test_results_table_lists_every_shipped_detector_from_its_metrics():
     import json
 

@@ -248,3 +248,40 @@ def test_source_weights_are_recorded_in_the_checkpoint(dataset, tmp_path, capsys
     _train(dataset, tmp_path, out, "--source-weights", "gan140k=1,dfdc=3", "--epochs", "1")
     tr = json.loads((out / "config.json").read_text())["training"]
     assert tr["source_shares"] == {"gan140k": 0.25, "dfdc": 0.75}
+
+
+def test_logit_differences_invert_the_calibrated_probability():
+    from detector.calibrate import logit_differences
+
+    d = np.array([-6.0, -0.5, 0.0, 2.0, 9.0])
+    for t in (0.7, 1.0, 2.5):
+        p = 1.0 / (1.0 + np.exp(-d / t))
+        np.testing.assert_allclose(logit_differences(p, t), d, atol=1e-6)
+
+
+def test_calibrate_refits_the_temperature_on_val_only_and_writes_it(dataset, tmp_path, use_checkpoints, capsys,
+                                                                   monkeypatch):
+    from detector import calibrate, data
+
+    out = tmp_path / "ck" / "custom_cnn"
+    _train(dataset, tmp_path, out)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["temperature"] = 0.05  # far too sharp: the refit must move it and lower the val log loss
+    (out / "config.json").write_text(json.dumps(cfg))
+    use_checkpoints(tmp_path / "ck")
+    splits = []
+    real_read = data.read_index
+    monkeypatch.setattr("detector.evaluate.read_index",
+                        lambda root, split, sources=None: splits.append(split) or real_read(root, split, sources))
+    capsys.readouterr()
+    assert calibrate.main(["--model", "custom_cnn", "--data", str(dataset)]) == 0
+    assert json.loads((out / "config.json").read_text())["temperature"] == 0.05  # no --write: unchanged
+    assert calibrate.main(["--model", "custom_cnn", "--data", str(dataset), "--write"]) == 0
+    assert splits == ["val", "val"]
+    rec = json.loads((out / "config.json").read_text())
+    r = rec["recalibration"]
+    assert rec["temperature"] == pytest.approx(r["temperature"], abs=1e-4) and r["temperature_before"] == 0.05 and r["temperature"] > 0.05
+    assert r["n_images"] == 16 and r["split"] == "val" and "--write" in r["command"]
+    assert r["val_after"]["log_loss"] < r["val_before"]["log_loss"]
+    use_checkpoints(tmp_path / "ck")
+    assert load_model("custom_cnn", "cpu").temperature == pytest.approx(rec["temperature"])
