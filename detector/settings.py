@@ -111,9 +111,9 @@ class Settings:
     malloc_arenas: int = _setting(
         "DEEPFAKE_MALLOC_ARENAS", 2, "cap on glibc malloc arenas in the server (0 keeps glibc's default)", int)
     explain_bf16: str = _setting(
-        "DEEPFAKE_EXPLAIN_BF16", "auto", "bf16 autocast for the explainers' forward-only scoring passes (LIME's "
-        "perturbed samples, the faithfulness curves): `auto` = on CUDA and on CPUs with AVX512-BF16/AMX, `1`, `0`; "
-        "gradient methods and the verdict always run in fp32", _auto_flag)
+        "DEEPFAKE_EXPLAIN_BF16", "auto", "bf16 autocast for LIME's perturbed samples (forward-only): `auto` = on "
+        "CUDA and on CPUs with AVX512-BF16/AMX, `1`, `0`; gradient methods, faithfulness scores and the verdict "
+        "always run in fp32", _auto_flag)
     pretrained_cache: Path = _setting(
         "DEEPFAKE_PRETRAINED_CACHE", Path.home() / ".cache" / "deepfake-pretrained",
         "where pretrained (ImageNet) initial weights are kept", Path, shown="`~/.cache/deepfake-pretrained`")

@@ -13,17 +13,15 @@ the target, calibrated with the detector's temperature as the verdict is
 (``softmax(logits / temperature)``, so the curve starts at the verdict's probability); insertion starts from the baseline and puts the top pixels
 back. Areas under both curves are in [0, 1]: a faithful map has a LOW deletion AUC (the
 score collapses quickly) and a HIGH insertion AUC; ``score = insertion - deletion``.
-All ``2 * steps`` distinct images go through the model in at most two batches, under bf16
-autocast where bf16 is native (:func:`explainers.base.scoring_precision`; the result's
-``precision`` says which), so the curve's start differs from the fp32 verdict by rounding only.
+All ``2 * steps`` distinct images go through the model in at most two batches, in fp32: under
+bf16 autocast the scores moved by up to 0.07 on EfficientNet-Lite0 (``python -m explainers.bench
+--bf16-check``), enough to reorder methods whose scores are close, so only LIME's samples use bf16.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
-
-from .base import scoring_autocast
 
 __all__ = ["deletion_insertion", "random_map", "gaussian_blur", "make_baseline_image"]
 
@@ -122,10 +120,8 @@ def deletion_insertion(model, x, attr_map: np.ndarray, target: int, steps: int =
         was_training = model.training
         model.eval()
         try:
-            with scoring_autocast(x.device) as precision:
-                half = (batch.shape[0] + 1) // 2
-                logits = (torch.cat([model(batch[:half]), model(batch[half:])]) if batch.shape[0] > 16
-                          else model(batch))
+            half = (batch.shape[0] + 1) // 2
+            logits = torch.cat([model(batch[:half]), model(batch[half:])]) if batch.shape[0] > 16 else model(batch)
         finally:
             model.train(was_training)
         p = torch.softmax(logits.float() / float(temperature), dim=1)[:, target].cpu().numpy().astype(np.float64)
@@ -145,4 +141,4 @@ def deletion_insertion(model, x, attr_map: np.ndarray, target: int, steps: int =
     return {"deletion_auc": d_auc, "insertion_auc": i_auc, "score": i_auc - d_auc,
             "fractions": fracs.tolist(), "deletion_curve": del_curve.tolist(), "insertion_curve": ins_curve.tolist(),
             "steps": steps, "patch": patch, "temperature": float(temperature), "baseline": baseline if isinstance(baseline, str) else "custom",
-            "precision": precision, "meaning": meaning}
+            "meaning": meaning}

@@ -365,32 +365,26 @@ class _AutocastProbe(torch.nn.Module):
 
 
 @pytest.mark.parametrize("mode, precision", [("0", "fp32"), ("1", "bf16")])
-def test_lime_and_faithfulness_score_in_the_stated_precision(mode, precision, trained, monkeypatch):
+def test_lime_scores_in_the_stated_precision_and_faithfulness_in_fp32(mode, precision, trained, monkeypatch):
     monkeypatch.setenv("DEEPFAKE_EXPLAIN_BF16", mode)
     probe, x = _AutocastProbe(trained.model), trained.x1[:1]
     a = E.explain("lime", probe, x, target=1, **FAST["lime"])
     assert a.extra["precision"] == precision and f"scored in {precision}" in a.notes[0]
+    assert probe.seen and set(probe.seen) == {precision == "bf16"}  # every LIME batch
+    probe.seen.clear()
     g = E.explain("saliency", probe, x, target=1)
-    n_lime = len(probe.seen)
-    f = deletion_insertion(probe, x, g.map, 1, steps=6)
-    assert f["precision"] == precision
-    # every LIME batch and faithfulness pass ran under autocast iff bf16; the saliency pass never
-    assert set(probe.seen[:n_lime - 1] + probe.seen[n_lime:]) == {precision == "bf16"}
-    assert probe.seen[n_lime - 1] is False
+    deletion_insertion(probe, x, g.map, 1, steps=6)
+    assert probe.seen and set(probe.seen) == {False}  # saliency and faithfulness: always fp32
 
 
-def test_bf16_scoring_agrees_with_fp32(trained, monkeypatch):
-    """Rounding to bf16 must not change what LIME and the faithfulness curves say."""
+def test_bf16_lime_agrees_with_fp32(trained, monkeypatch):
+    """Rounding LIME's samples to bf16 must not change what its map says."""
     x = trained.x1[:1]
-    g = E.explain("integrated_gradients", trained.model, x, target=1, **FAST["integrated_gradients"])
-    out = {}
+    maps = {}
     for mode in ("0", "1"):
         monkeypatch.setenv("DEEPFAKE_EXPLAIN_BF16", mode)
-        out[mode] = (E.explain("lime", trained.model, x, target=1, **FAST["lime"]).map,
-                     deletion_insertion(trained.model, x, g.map, 1, steps=8))
-    assert spearman(out["0"][0], out["1"][0]) > 0.9
-    assert out["0"][1]["score"] == pytest.approx(out["1"][1]["score"], abs=0.03)
-    np.testing.assert_allclose(out["0"][1]["deletion_curve"], out["1"][1]["deletion_curve"], atol=0.05)
+        maps[mode] = E.explain("lime", trained.model, x, target=1, **FAST["lime"]).map
+    assert spearman(maps["0"], maps["1"]) > 0.9
 
 
 def test_overlay_and_grid(face, tmp_path):
