@@ -141,6 +141,12 @@ def render_card(name: str) -> str:
         v = tr["val"]
         lines += [f"Calibration on val: ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}, "
                   f"log loss {v['log_loss_before']:.4f} -> {v['log_loss_after']:.4f}.", ""]
+        best = [r for r in log if r.get("epoch") == cfg.get("best_epoch") and r.get("stage", len(stages)) == len(stages)]
+        if best and tr.get("amp_bf16") and best[-1].get("val_auc") is not None:
+            lines += [f"Mean per-source val AUC of the best epoch: {best[-1]['val_auc']:.4f} as scored during training "
+                      f"(bf16 autocast), {v['mean_auc']:.4f} as served (fp32, the weights loaded from this folder). "
+                      "The app and `detector.evaluate` use fp32; a gap means the network learned something "
+                      "that bf16 rounding changes.", ""]
     rc = cfg.get("recalibration")
     if rc:
         b, a = rc["val_before"], rc["val_after"]
@@ -148,12 +154,6 @@ def render_card(name: str) -> str:
                   f"`{rc['command']}`. Temperature {rc['temperature_before']:.4f} -> {rc['temperature']:.4f}; "
                   f"val ECE {b['ece']:.4f} -> {a['ece']:.4f}, log loss {b['log_loss']:.4f} -> {a['log_loss']:.4f}. "
                   "The test metrics below use the refitted temperature.", ""]
-        best = [r for r in log if r.get("epoch") == cfg.get("best_epoch") and r.get("stage", len(stages)) == len(stages)]
-        if best and tr.get("amp_bf16") and best[-1].get("val_auc") is not None:
-            lines += [f"Mean per-source val AUC of the best epoch: {best[-1]['val_auc']:.4f} as scored during training "
-                      f"(bf16 autocast), {v['mean_auc']:.4f} as served (fp32, the weights loaded from this folder). "
-                      "The app and `detector.evaluate` use fp32; a gap means the network learned something "
-                      "that bf16 rounding changes.", ""]
     if len(stages) > 1 and "--out" in tr.get("command", ""):
         lines += [f"The last stage wrote to the `--out` folder named in its command; that checkpoint was then copied "
                   f"into `checkpoints/{name}/` with the earlier stages' log lines kept in `train_log.jsonl`.", ""]
