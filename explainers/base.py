@@ -149,11 +149,17 @@ def scoring_precision(device) -> str:
 
 
 @contextlib.contextmanager
-def scoring_autocast(device) -> Iterator[str]:
-    """bf16 autocast around forward-only scoring passes where :func:`scoring_precision` says so; yields it."""
+def scoring_autocast(device, precision: str | None = None) -> Iterator[str]:
+    """bf16 autocast around forward-only scoring passes; yields the precision used.
+
+    ``precision`` (``"bf16"``/``"fp32"``) is what a caller resolved once with
+    :func:`scoring_precision` for a whole explanation, so every batch and the note agree;
+    ``None`` asks :func:`scoring_precision` now."""
     import torch
 
-    prec = scoring_precision(device)
+    prec = precision or scoring_precision(device)
+    if prec not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be 'bf16' or 'fp32', not {prec!r}")
     if prec == "bf16":
         with torch.autocast(str(device).split(":")[0], dtype=torch.bfloat16):
             yield prec

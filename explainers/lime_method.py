@@ -75,13 +75,14 @@ class LimeExplainer(Explainer):
         m, s = norm_tensors(spec, x)
         img = ((x * s + m) * 255.0)[0].permute(1, 2, 0).detach().cpu().numpy().astype(np.float64)  # HWC 0..255
         seed = int(params["seed"])
+        prec = scoring_precision(x.device)  # once per explanation: every batch and the note agree
         seg = segment(np.clip(img / 255.0, 0, 1), params["segmentation"], int(params["n_segments"]),
                       float(params["compactness"]), seed)
 
         def classify(images: np.ndarray) -> np.ndarray:
             t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(x.device)
             t = (t.permute(0, 3, 1, 2) / 255.0 - m) / s
-            with torch.no_grad(), scoring_autocast(x.device):
+            with torch.no_grad(), scoring_autocast(x.device, prec):
                 return torch.softmax(model(t).float(), dim=1).cpu().numpy()
 
         explainer = li.LimeImageExplainer(kernel_width=float(params["kernel_width"]), random_state=seed)
@@ -92,7 +93,6 @@ class LimeExplainer(Explainer):
         weights = np.zeros(int(seg.max()) + 1, dtype=np.float32)
         for k, wgt in exp.local_exp[target]:
             weights[k] = wgt
-        prec = scoring_precision(x.device)
         notes = [f"{len(weights)} {params['segmentation']} superpixels, {params['num_samples']} perturbed samples "
                  f"scored in {prec}; surrogate fit R^2 = {exp.score:.2f}."]
         extra = {"n_superpixels": int(len(weights)), "r2": float(exp.score), "intercept": float(exp.intercept[target]),

@@ -377,6 +377,28 @@ def test_lime_scores_in_the_stated_precision_and_faithfulness_in_fp32(mode, prec
     assert probe.seen and set(probe.seen) == {False}  # saliency and faithfulness: always fp32
 
 
+def test_lime_resolves_its_precision_once(trained, monkeypatch):
+    """A setting changed mid-explanation must not split LIME's batches or make the note disagree."""
+    import os
+
+    class _Flip(_AutocastProbe):
+        def forward(self, x):
+            os.environ["DEEPFAKE_EXPLAIN_BF16"] = "1"  # flipped after the first batch started
+            return super().forward(x)
+
+    monkeypatch.setenv("DEEPFAKE_EXPLAIN_BF16", "0")
+    probe = _Flip(trained.model)
+    a = E.explain("lime", probe, trained.x1[:1], target=1, **{**FAST["lime"], "batch_size": 8})
+    assert len(probe.seen) > 1 and set(probe.seen) == {False}
+    assert a.extra["precision"] == "fp32" and "scored in fp32" in a.notes[0]
+
+
+def test_scoring_autocast_rejects_unknown_precision():
+    with pytest.raises(ValueError, match="bf16"):
+        with E.scoring_autocast("cpu", "fp16"):
+            pass
+
+
 def test_bf16_lime_agrees_with_fp32(trained, monkeypatch):
     """Rounding LIME's samples to bf16 must not change what its map says."""
     x = trained.x1[:1]
