@@ -83,14 +83,24 @@ class _PooledLinearHead(nn.Module):
 
 
 class CustomCNN(_PooledLinearHead):
-    """Small forensic CNN: fixed high-pass stem + 4 conv stages (0.66 M parameters at the default widths)."""
+    """Small forensic CNN: fixed high-pass stem + 4 conv stages (0.66 M parameters at the default widths).
+
+    ``rgb=True`` also feeds the normalised colour image itself to the first stage, beside the
+    high-pass residuals (3 more input channels, +648 parameters): the stem alone discards the
+    low frequencies where face swaps leave colour and blending seams. :meth:`grow_state_dict`
+    turns a high-pass-only checkpoint into this variant with the new inputs' weights at zero,
+    so it starts out computing exactly what the checkpoint did.
+    """
 
     first_conv = "highpass"
 
     def __init__(self, num_classes: int = 2, in_chans: int = 3, widths: tuple[int, ...] = (24, 48, 96, 192),
-                 drop_rate: float = 0.2, **kwargs) -> None:
+                 drop_rate: float = 0.2, rgb: bool = False, **kwargs) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.rgb = bool(rgb)
+        #: Constructor arguments a checkpoint must record (``config.json``'s ``model_args``).
+        self.model_args = {"rgb": True} if self.rgb else {}
         hp = srm_kernels()  # (3,5,5)
         n_hp = hp.shape[0] * in_chans
         # Depth-wise fixed high-pass: each colour channel gets the 3 SRM kernels.
@@ -99,7 +109,7 @@ class CustomCNN(_PooledLinearHead):
         self.highpass.weight.data.copy_(w)
         self.highpass.weight.requires_grad_(False)
         layers: "OrderedDict[str, nn.Module]" = OrderedDict()
-        c_in = n_hp
+        c_in = n_hp + (in_chans if self.rgb else 0)
         for i, c in enumerate(widths):
             s = i + 1
             stride = 2 if i == 0 else 1
@@ -126,7 +136,23 @@ class CustomCNN(_PooledLinearHead):
         """
         with torch.autocast(device_type=x.device.type, enabled=False):
             h = self.highpass(x.float())
+            if self.rgb:
+                h = torch.cat([h, x.float()], dim=1)
         return self.features(h)
+
+    def grow_state_dict(self, state: dict) -> dict:
+        """``state`` of a high-pass-only CustomCNN, fitted to this model: with ``rgb=True`` the
+        first convolution's weights for the colour inputs are added as zeros, so the grown
+        model's outputs equal the original's until training moves them."""
+        key = "features.conv1_1.weight"
+        want = self.features.conv1_1.weight
+        w = state.get(key)
+        if w is None or w.shape == want.shape:
+            return dict(state)
+        if w.shape[0] != want.shape[0] or w.shape[2:] != want.shape[2:] or w.shape[1] > want.shape[1]:
+            raise ValueError(f"cannot grow {key} of shape {tuple(w.shape)} into {tuple(want.shape)}")
+        pad = torch.zeros(w.shape[0], want.shape[1] - w.shape[1], *w.shape[2:], dtype=w.dtype, device=w.device)
+        return {**state, key: torch.cat([w, pad], dim=1)}
 
 
 # (block, number of convs, width) of VGG-16 / VGG-Face.

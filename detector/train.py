@@ -180,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --freeze-blocks: probability of mirroring a cached feature map")
     ap.add_argument("--drop-rate", type=float, default=None, help="classifier dropout (timm models)")
     ap.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate (timm models)")
+    ap.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="constructor argument of the trained model, over the spec's (repeatable; values are JSON, "
+                         "e.g. rgb=true for custom_cnn's colour branch). With --init the init's weights are grown "
+                         "into the new shape where the architecture knows how (grow_state_dict), else loaded as is")
     ap.add_argument("--teacher", default=None,
                     help="checkpoint folder of a teacher detector: its calibrated logits on the train images "
                          "(computed once, cached) become soft targets beside the hard labels")
@@ -252,16 +256,23 @@ def main(argv: list[str] | None = None) -> int:
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
                                          drop_last=True, persistent_workers=args.workers > 0)
     kw = {k: v for k, v in (("drop_rate", args.drop_rate), ("drop_path_rate", args.drop_path)) if v is not None}
+    arch_args = _model_args(args.model_arg)
     pretrained_rec = None
     if args.init:
         from .weights import load_checkpoint_dir
 
         model, _ = load_checkpoint_dir(args.init, get_spec(args.model), device)  # its own size: --input-size may differ
-        if kw:  # dropout / stochastic depth are constructor arguments: rebuild with them, same weights
+        if kw or arch_args:  # constructor arguments (dropout, stochastic depth, --model-arg): rebuild, same weights
             loaded = model
             model = timm.create_model(spec.architecture, num_classes=spec.num_classes,
-                                      **getattr(loaded, "model_args", {}), **kw).to(device)
-            model.load_state_dict(loaded.state_dict())
+                                      **{**getattr(loaded, "model_args", {}), **arch_args}, **kw).to(device)
+            sd = loaded.state_dict()
+            if hasattr(model, "grow_state_dict"):
+                sd = model.grow_state_dict(sd)
+            try:
+                model.load_state_dict(sd)
+            except RuntimeError as e:
+                raise SystemExit(f"--init {args.init} does not fit {spec.architecture} with {arch_args}: {e}") from None
         for p in model.parameters():
             p.requires_grad_(True)
         _freeze_spec_params(model, spec)
@@ -269,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         model, pretrained_rec = _from_pretrained(args.pretrained, spec, kw)
         model = model.to(device)
     else:
-        model = spec.create_model(**kw).to(device)
+        model = timm.create_model(spec.architecture, num_classes=spec.num_classes,
+                                  **{**dict(spec.model_args), **arch_args}, **kw).to(device)
     _freeze_spec_params(model, spec)
     model = model.to(memory_format=torch.channels_last if args.memory_format == "channels_last"
                      else torch.contiguous_format)
@@ -394,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             "check_max_abs_logit_diff": _check_split(best_model, args.freeze_blocks, xva, fva, spec, device)}
     if kw:
         extra["training"].update(kw)
+    if arch_args:
+        extra["training"]["model_args"] = arch_args
     if args.input_size:
         extra["training"]["input_size"] = spec.input_size
     if args.train_crop:
@@ -471,6 +485,20 @@ def _freeze_spec_params(model, spec: ModelSpec) -> None:
     params = dict(model.named_parameters())
     for name in spec.frozen_params:
         params[name].requires_grad_(False)
+
+
+def _model_args(pairs: list[str]) -> dict:
+    """``["rgb=true", "width=0.5"]`` -> ``{"rgb": True, "width": 0.5}`` (values as JSON, else strings)."""
+    out = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep or not k.strip():
+            raise SystemExit(f"--model-arg {p!r}: expected KEY=VALUE, e.g. rgb=true")
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
 
 
 def _loss(out, y, teacher: dict | None, idx):

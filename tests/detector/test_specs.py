@@ -81,3 +81,21 @@ def test_custom_cnn_high_pass_stem_stays_fp32_under_bf16_autocast():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         m(x)
     assert seen["dtype"] == torch.float32
+
+
+def test_custom_cnn_rgb_branch_grows_from_a_high_pass_checkpoint():
+    torch.manual_seed(0)
+    base = timm.create_model("custom_cnn", num_classes=2).eval()
+    grown = timm.create_model("custom_cnn", num_classes=2, rgb=True).eval()
+    assert grown.model_args == {"rgb": True} and base.model_args == {}
+    assert sum(p.numel() for p in grown.parameters()) - sum(p.numel() for p in base.parameters()) == 24 * 3 * 9
+    grown.load_state_dict(grown.grow_state_dict(base.state_dict()))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(grown(x), base(x), atol=1e-5)  # zero weights on the new inputs: same function
+        # The colour branch is live: once its weights move, the output follows the colour image.
+        feats = grown.forward_features(x)
+        grown.features.conv1_1.weight[:, 9:] = 0.1
+        assert not torch.allclose(grown.forward_features(x), feats, atol=1e-3)
+    with pytest.raises(ValueError, match="cannot grow"):
+        base.grow_state_dict(grown.state_dict())  # shrinking is not growing

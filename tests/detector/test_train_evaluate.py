@@ -106,6 +106,21 @@ def test_distillation_records_the_teacher_and_its_cached_soft_labels(dataset, tm
     assert "teacher " in capsys.readouterr().err
 
 
+def test_model_arg_grows_an_init_checkpoint_and_the_loader_builds_what_it_records(dataset, tmp_path, use_checkpoints,
+                                                                                 capsys):
+    base = tmp_path / "base" / "custom_cnn"
+    _train(dataset, tmp_path, base, "--epochs", "1")
+    grown = tmp_path / "grown" / "custom_cnn"
+    _train(dataset, tmp_path, grown, "--epochs", "1", "--init", str(base), "--model-arg", "rgb=true")
+    cfg = json.loads((grown / "config.json").read_text())
+    assert cfg["model_args"] == {"rgb": True} and cfg["training"]["model_args"] == {"rgb": True}
+    use_checkpoints(tmp_path / "grown")
+    lm = load_model("custom_cnn", "cpu")
+    assert lm.model.rgb and lm.model.features.conv1_1.in_channels == 12
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        _train(dataset, tmp_path, tmp_path / "bad", "--model-arg", "rgb")
+
+
 def test_kd_loss_is_cross_entropy_without_teacher_and_pulls_toward_soft_labels():
     import torch
 
