@@ -53,13 +53,14 @@ class ModelSpec:
 
     def create_model(self, **kwargs: Any):
         """A freshly initialised timm model of this detector: its architecture, class count and
-        ``model_args``, plus ``kwargs`` (e.g. ``drop_rate``). A checkpoint is loaded by
+        ``model_args``, plus ``kwargs`` (e.g. ``drop_rate``; a key of ``model_args`` given here
+        overrides the spec's). A checkpoint is loaded by
         :mod:`detector.weights`, which builds what the checkpoint's own ``config.json`` records."""
         import timm
 
         from . import models  # noqa: F401  (registers custom_cnn and vggface16 with timm)
 
-        return timm.create_model(self.architecture, num_classes=self.num_classes, **dict(self.model_args), **kwargs)
+        return timm.create_model(self.architecture, num_classes=self.num_classes, **{**dict(self.model_args), **kwargs})
 
     @property
     def local_dir(self) -> Path:

@@ -280,8 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         model, pretrained_rec = _from_pretrained(args.pretrained, spec, kw)
         model = model.to(device)
     else:
-        model = timm.create_model(spec.architecture, num_classes=spec.num_classes,
-                                  **{**dict(spec.model_args), **arch_args}, **kw).to(device)
+        model = spec.create_model(**arch_args, **kw).to(device)
     _freeze_spec_params(model, spec)
     model = model.to(memory_format=torch.channels_last if args.memory_format == "channels_last"
                      else torch.contiguous_format)
