@@ -93,6 +93,9 @@ class CustomCNN(_PooledLinearHead):
     """
 
     first_conv = "highpass"
+    #: The colour branch's only concatenation stacks the input beside the stem's residuals, and
+    #: gradient routing passes each channel's LRP relevance through unchanged (explainers.lrp).
+    lrp_concat_exact = True
 
     def __init__(self, num_classes: int = 2, in_chans: int = 3, widths: tuple[int, ...] = (24, 48, 96, 192),
                  drop_rate: float = 0.2, rgb: bool = False, **kwargs) -> None:

@@ -20,7 +20,10 @@ logit says so in its notes.
 
 Where LRP is only an approximation: BatchNorm *before* a convolution (as in DenseNet)
 cannot be folded and is passed through as identity, and concatenations (DenseNet) are
-propagated by plain gradient routing. The result then carries a note saying so.
+propagated by plain gradient routing. The result then carries a note saying so. A model whose
+concatenations only stack channels side by side, each feeding the next layer once (the custom
+CNN's colour branch: the input image beside the stem's residuals), sets ``lrp_concat_exact``;
+routing is exactly conservative there (tested) and no note is added.
 """
 from __future__ import annotations
 
@@ -119,7 +122,7 @@ class LRPExplainer(Explainer):
         reasons = []
         if n_bn:
             reasons.append(f"{n_bn} BatchNorm layer(s) sit before a convolution and are passed through as identity")
-        if spy.seen:
+        if spy.seen and not getattr(model, "lrp_concat_exact", False):
             reasons.append("feature concatenations are propagated by plain gradient routing")
         if spec is not None and not spec.lrp_exact and not reasons:
             reasons.append("the detector spec marks LRP as inexact for this architecture")

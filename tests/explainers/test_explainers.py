@@ -137,8 +137,10 @@ def test_integrated_gradients_completeness(trained):
     assert coarse.extra["completeness_error"] >= a.extra["completeness_error"] - 1e-6
 
 
-def test_lrp_conservation_custom_cnn():
-    """With no bias anywhere every rule (ZBox, Gamma, Epsilon, Norm for pooling) is conservative.
+@pytest.mark.parametrize("rgb", [False, True])
+def test_lrp_conservation_custom_cnn(rgb):
+    """With no bias anywhere every rule (ZBox, Gamma, Epsilon, Norm for pooling) is conservative,
+    also through the colour branch's concatenation (``rgb=True``).
 
     Tolerance 1%: only the stabilisers (epsilon = 1e-6 added to each denominator) leak
     relevance; the measured error is ~1e-5 relative. With biases (a real model), part of
@@ -149,7 +151,7 @@ def test_lrp_conservation_custom_cnn():
     import detector.models  # noqa: F401
 
     torch.manual_seed(3)
-    m = timm.create_model("custom_cnn", num_classes=2, widths=(8, 16, 16, 32))
+    m = timm.create_model("custom_cnn", num_classes=2, widths=(8, 16, 16, 32), rgb=rgb)
     g = torch.Generator().manual_seed(0)
     for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):  # random scale, no shift -> folded convs have zero bias
