@@ -142,9 +142,11 @@ SPECS: dict[str, ModelSpec] = {
             mean=(0.5, 0.5, 0.5),
             std=(0.25, 0.25, 0.25),
             gradcam_layer="features.relu4_2",
-            description="Our forensic CNN: fixed SRM high-pass stem, 4 conv stages, 0.66 M parameters.",
+            description="Our forensic CNN: fixed SRM high-pass residuals beside the colour image, "
+                        "4 conv stages, 0.66 M parameters.",
             latency_target_ms=30.0,
             frozen_params=("highpass.weight",),
+            model_args=(("rgb", True),),
         ),
     )
 }

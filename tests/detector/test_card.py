@@ -43,6 +43,22 @@ def test_card_lists_both_stages_of_a_continued_run(tmp_path, use_checkpoints):
     assert "| 2 | 1 | 0.6000 |" in card
 
 
+def test_card_names_a_stage_that_changed_the_architecture_and_only_that_one(tmp_path, use_checkpoints):
+    s1 = {"command": "python -m detector.train --model custom_cnn", "epochs": 1, "samples_per_epoch": 10,
+          "train_seconds": 60.0, "hardware": "CPU", "device": "cpu"}
+    first = save_checkpoint(_tiny(), SPEC, tmp_path / "first", 1.0, {"best_epoch": 1, "training": s1})
+    s2 = {**s1, "command": "python -m detector.train --model custom_cnn --init first --model-arg rgb=true",
+          "model_args": {"rgb": True}, "init": init_record(first)}
+    second = save_checkpoint(_tiny(), SPEC, tmp_path / "second", 1.0, {"best_epoch": 1, "training": s2})
+    s3 = {**s1, "command": "python -m detector.train --model custom_cnn --init second --model-arg rgb=true",
+          "model_args": {"rgb": True}, "init": init_record(second)}
+    save_checkpoint(_tiny(), SPEC, tmp_path / "custom_cnn", 1.0, {"best_epoch": 1, "training": s3})
+    use_checkpoints(tmp_path)
+    card = render_card("custom_cnn")
+    assert "Stage 2 changed the architecture to `rgb=true`" in card
+    assert "Stage 3 changed" not in card and "Stage 1 changed" not in card  # same args as before: no change
+
+
 def test_card_of_a_single_run_says_from_scratch(tmp_path, use_checkpoints):
     tr = {"command": "python -m detector.train --model custom_cnn", "epochs": 1, "samples_per_epoch": 10,
           "train_seconds": 60.0, "hardware": "CPU", "device": "cpu"}

@@ -109,7 +109,8 @@ def test_distillation_records_the_teacher_and_its_cached_soft_labels(dataset, tm
 def test_model_arg_grows_an_init_checkpoint_and_the_loader_builds_what_it_records(dataset, tmp_path, use_checkpoints,
                                                                                  capsys):
     base = tmp_path / "base" / "custom_cnn"
-    _train(dataset, tmp_path, base, "--epochs", "1")
+    _train(dataset, tmp_path, base, "--epochs", "1", "--model-arg", "rgb=false")  # the spec's default is rgb
+    assert "model_args" not in json.loads((base / "config.json").read_text())
     grown = tmp_path / "grown" / "custom_cnn"
     _train(dataset, tmp_path, grown, "--epochs", "1", "--init", str(base), "--model-arg", "rgb=true")
     cfg = json.loads((grown / "config.json").read_text())
