@@ -64,6 +64,7 @@ def _initialisation(stages: list[dict]) -> list[str]:
     else:
         out = ["From scratch (random init). No ImageNet or VGG-Face weights for this architecture are reachable "
                "on the training machines."]
+    arch: dict = {}  # --model-arg values in force so far, stage by stage
     for i, st in enumerate(stages, 1):
         fp = st.get("frozen_prefix")
         if fp:
@@ -78,10 +79,11 @@ def _initialisation(stages: list[dict]) -> list[str]:
             out.append(f"Stage {i} was distilled from `{t.get('from')}` (soft labels at temperature "
                        f"{t.get('temperature')}, weight {t.get('alpha')} beside the hard labels).")
         new_args = st.get("model_args") or {}
-        if i > 1 and new_args and new_args != (stages[i - 2].get("model_args") or {}):
+        if i > 1 and any(arch.get(k) != v for k, v in new_args.items()):
             args = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in new_args.items())
             out.append(f"Stage {i} changed the architecture to {args} (`--model-arg`): the previous stage's weights "
                        "were carried over with every new weight at zero, so it started from the same function.")
+        arch.update(new_args)  # a stage without --model-arg keeps its init's architecture
     if len(stages) > 1:
         out.append(f"Trained in {len(stages)} stages, each later one continuing from the previous stage's best "
                    "checkpoint (`--init`).")

@@ -52,11 +52,17 @@ def test_card_names_a_stage_that_changed_the_architecture_and_only_that_one(tmp_
     second = save_checkpoint(_tiny(), SPEC, tmp_path / "second", 1.0, {"best_epoch": 1, "training": s2})
     s3 = {**s1, "command": "python -m detector.train --model custom_cnn --init second --model-arg rgb=true",
           "model_args": {"rgb": True}, "init": init_record(second)}
-    save_checkpoint(_tiny(), SPEC, tmp_path / "custom_cnn", 1.0, {"best_epoch": 1, "training": s3})
+    third = save_checkpoint(_tiny(), SPEC, tmp_path / "third", 1.0, {"best_epoch": 1, "training": s3})
+    s4 = {**s1, "command": "python -m detector.train --model custom_cnn --init third", "init": init_record(third)}
+    fourth = save_checkpoint(_tiny(), SPEC, tmp_path / "fourth", 1.0, {"best_epoch": 1, "training": s4})
+    s5 = {**s1, "command": "python -m detector.train --model custom_cnn --init fourth --model-arg rgb=true",
+          "model_args": {"rgb": True}, "init": init_record(fourth)}
+    save_checkpoint(_tiny(), SPEC, tmp_path / "custom_cnn", 1.0, {"best_epoch": 1, "training": s5})
     use_checkpoints(tmp_path)
     card = render_card("custom_cnn")
     assert "Stage 2 changed the architecture to `rgb=true`" in card
     assert "Stage 3 changed" not in card and "Stage 1 changed" not in card  # same args as before: no change
+    assert "Stage 5 changed" not in card  # stage 4 kept rgb from its init without repeating --model-arg
 
 
 def test_card_of_a_single_run_says_from_scratch(tmp_path, use_checkpoints):
