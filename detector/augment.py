@@ -3,6 +3,11 @@
 Forensic practice: geometric jitter (flip, small rotation/shear) and robustness to
 post-processing (JPEG re-compression, blur, down/up-scaling, colour jitter). Every
 transform is drawn independently of the label, so both classes are changed alike.
+
+``strong=True`` is the recipe for a source with few training images, which a detector
+otherwise memorises: it adds a random resized crop (the face framed 75-100% as wide),
+random erasing (one flat rectangle of 4-20% of the area, so that no single region can
+carry the verdict), and makes JPEG re-compression and blur more frequent and harsher.
 """
 from __future__ import annotations
 
@@ -15,10 +20,15 @@ class Augment:
     """Callable ``rgb -> rgb`` with its own seeded generator."""
 
     def __init__(self, seed: int = 0, p_jpeg: float = 0.3, p_blur: float = 0.2, p_rescale: float = 0.2,
-                 p_color: float = 0.5, max_rot: float = 10.0, max_shear: float = 0.1) -> None:
+                 p_color: float = 0.5, max_rot: float = 10.0, max_shear: float = 0.1, strong: bool = False) -> None:
         self.rng = np.random.default_rng(seed)
         self.p_jpeg, self.p_blur, self.p_rescale, self.p_color = p_jpeg, p_blur, p_rescale, p_color
         self.max_rot, self.max_shear = max_rot, max_shear
+        self.strong = strong
+        self.p_crop = self.p_erase = 0.5 if strong else 0.0
+        self.jpeg_q = (50, 96) if strong else (60, 96)
+        if strong:
+            self.p_jpeg, self.p_blur = max(p_jpeg, 0.5), max(p_blur, 0.3)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         import cv2
@@ -32,6 +42,13 @@ class Augment:
             m = cv2.getRotationMatrix2D((w / 2, h / 2), ang, 1.0)
             m[0, 1] += r.uniform(-self.max_shear, self.max_shear)
             rgb = cv2.warpAffine(np.ascontiguousarray(rgb), m, (w, h), borderMode=cv2.BORDER_REFLECT_101)
+        if r.random() < self.p_crop:  # random resized crop, back to the same size
+            f = r.uniform(0.75, 1.0)
+            ch, cw = max(8, int(round(h * f))), max(8, int(round(w * f * r.uniform(0.9, 1.1))))
+            cw = min(cw, w)
+            top, left = int(r.integers(0, h - ch + 1)), int(r.integers(0, w - cw + 1))
+            rgb = cv2.resize(np.ascontiguousarray(rgb[top:top + ch, left:left + cw]), (w, h),
+                             interpolation=cv2.INTER_LINEAR)
         if r.random() < self.p_rescale:
             f = r.uniform(0.5, 0.9)
             small = cv2.resize(np.ascontiguousarray(rgb), (max(8, int(w * f)), max(8, int(h * f))),
@@ -47,7 +64,14 @@ class Augment:
             rgb = np.clip(x, 0, 255).astype(np.uint8)
         if r.random() < self.p_jpeg:
             ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]),
-                                   [cv2.IMWRITE_JPEG_QUALITY, int(r.integers(60, 96))])
+                                   [cv2.IMWRITE_JPEG_QUALITY, int(r.integers(*self.jpeg_q))])
             if ok:
                 rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+        if r.random() < self.p_erase:  # random erasing with the image's mean colour
+            area = r.uniform(0.04, 0.2) * h * w
+            aspect = np.exp(r.uniform(np.log(0.5), np.log(2.0)))
+            eh, ew = min(h, max(1, int(round(np.sqrt(area * aspect))))), min(w, max(1, int(round(np.sqrt(area / aspect)))))
+            top, left = int(r.integers(0, h - eh + 1)), int(r.integers(0, w - ew + 1))
+            rgb = np.array(rgb)
+            rgb[top:top + eh, left:left + ew] = rgb.reshape(-1, rgb.shape[2]).mean(axis=0).astype(np.uint8)
         return np.ascontiguousarray(rgb)

@@ -62,9 +62,12 @@ class _TrainSet:
     """Augmented, CLAHE'd, normalised training tensors; with ``crop`` a random ``crop x crop``
     window of the full-size tensor (no resizing: the pixels keep their native scale)."""
 
-    def __init__(self, arr: np.ndarray, labels: np.ndarray, spec: ModelSpec, seed: int, crop: int = 0) -> None:
+    def __init__(self, arr: np.ndarray, labels: np.ndarray, spec: ModelSpec, seed: int, crop: int = 0,
+                 strong: np.ndarray | None = None) -> None:
         self.arr, self.labels, self.spec, self.seed, self.crop = arr, labels, spec, seed, crop
+        self.strong = strong  # per image: use the strong augmentation (see detector.augment)
         self.aug: Augment | None = None
+        self.aug_strong: Augment | None = None
 
     def __len__(self) -> int:
         return len(self.arr)
@@ -75,7 +78,9 @@ class _TrainSet:
 
             info = torch.utils.data.get_worker_info()
             self.aug = Augment(seed=self.seed * 1000 + (info.id if info else 0))
-        x, _ = finish(np.asarray(self.arr[i]), self.spec, self.aug)
+            self.aug_strong = Augment(seed=self.seed * 1000 + 500 + (info.id if info else 0), strong=True)
+        aug = self.aug_strong if self.strong is not None and self.strong[i] else self.aug
+        x, _ = finish(np.asarray(self.arr[i]), self.spec, aug)
         x = x[0]
         if self.crop:
             top, left = (int(v) for v in self.aug.rng.integers(0, x.shape[-1] - self.crop + 1, size=2))
@@ -154,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sources", default="gan140k,dfdc")
     ap.add_argument("--source-weights", default=None, metavar="SRC=W,...",
                     help="relative share of the draws per source, e.g. gan140k=1,dfdc=3 (default: equal shares)")
+    ap.add_argument("--strong-augment", default="", metavar="SRC,...",
+                    help="sources whose train images get the strong augmentation (random resized crop, random "
+                         "erasing, harsher JPEG and blur; see detector.augment), e.g. gan140k; 'all' for every source")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--samples-per-epoch", type=int, default=0, help="draws per epoch (0: size of the train set)")
     ap.add_argument("--batch-size", type=int, default=32)
@@ -232,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     sources = [s for s in args.sources.split(",") if s]
+    strong_sources = _strong_sources(args.strong_augment, sources)  # checked before the slow data loading
     train = read_index(args.data, "train", sources)
     val = read_index(args.data, "val", sources)
     if args.val_per_source:
@@ -252,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     n_per_epoch = args.samples_per_epoch or len(train)
     gen = torch.Generator().manual_seed(args.seed)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), n_per_epoch, replacement=True, generator=gen)
-    ds = _TrainSet(xtr, ytr, spec, args.seed, args.train_crop)
+    strong = np.isin(src_tr, strong_sources) if strong_sources else None
+    ds = _TrainSet(xtr, ytr, spec, args.seed, args.train_crop, strong)
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
                                          drop_last=True, persistent_workers=args.workers > 0)
     kw = {k: v for k, v in (("drop_rate", args.drop_rate), ("drop_path_rate", args.drop_path)) if v is not None}
@@ -411,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         extra["training"]["input_size"] = spec.input_size
     if args.train_crop:
         extra["training"]["train_crop"] = args.train_crop
+    if strong_sources:
+        extra["training"]["strong_augment"] = strong_sources
     if budget:
         extra["training"]["cpu_minutes"] = args.cpu_minutes
         extra["training"]["train_cpu_seconds"] = round(budget.used, 1)
@@ -425,6 +437,15 @@ def main(argv: list[str] | None = None) -> int:
                       "val_ece_before": before["pooled"]["ece"], "val_ece_after": after["pooled"]["ece"],
                       "train_seconds": round(train_s, 1)}), flush=True)
     return 0
+
+
+def _strong_sources(spec: str, sources: list[str]) -> list[str]:
+    """Parse ``--strong-augment``: a comma list of sources, or ``all``; unknown names exit with a message."""
+    names = list(sources) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = sorted(set(names) - set(sources))
+    if unknown:
+        raise SystemExit(f"--strong-augment names {', '.join(unknown)}, not among --sources {','.join(sources)}")
+    return names
 
 
 def _source_shares(spec: str | None, sources: list[str]) -> dict[str, float]:

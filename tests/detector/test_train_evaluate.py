@@ -301,3 +301,34 @@ def test_calibrate_refits_the_temperature_on_val_only_and_writes_it(dataset, tmp
     assert r["val_after"]["log_loss"] < r["val_before"]["log_loss"]
     use_checkpoints(tmp_path / "ck")
     assert load_model("custom_cnn", "cpu").temperature == pytest.approx(rec["temperature"])
+
+
+@pytest.mark.parametrize("spec, want", [
+    ("", []), ("gan140k", ["gan140k"]), ("all", ["gan140k", "dfdc"]), (" dfdc , gan140k", ["dfdc", "gan140k"]),
+    ("ffhq", "--strong-augment names ffhq, not among --sources gan140k,dfdc"),
+])
+def test_strong_augment_parses_sources(spec, want):
+    if isinstance(want, str):
+        with pytest.raises(SystemExit, match=want):
+            train._strong_sources(spec, ["gan140k", "dfdc"])
+    else:
+        assert train._strong_sources(spec, ["gan140k", "dfdc"]) == want
+
+
+def test_strong_augment_is_recorded_and_applied_per_source(dataset, tmp_path, capsys):
+    out = tmp_path / "sa"
+    _train(dataset, tmp_path, out, "--strong-augment", "gan140k", "--epochs", "1")
+    assert json.loads((out / "config.json").read_text())["training"]["strong_augment"] == ["gan140k"]
+    from detector.specs import get_spec
+
+    arr = np.full((2, 64, 64, 3), 128, np.uint8)
+    arr[:, ::2] = 30  # stripes, so that crops and erasing change the tensor
+    ds = train._TrainSet(arr, np.array([0, 1]), get_spec("custom_cnn"), seed=0, strong=np.array([False, True]))
+    ds[0]
+    assert ds.aug is not None and not ds.aug.strong and ds.aug_strong.strong
+    used = []
+    for name in ("aug", "aug_strong"):
+        real = getattr(ds, name)
+        setattr(ds, name, lambda rgb, real=real, name=name: used.append(name) or real(rgb))
+    ds[0], ds[1], ds[0]
+    assert used == ["aug", "aug_strong", "aug"]  # image 1 is of a strong-augment source
