@@ -86,6 +86,7 @@ def test_card_states_a_recalibration_and_the_source_shares(tmp_path, use_checkpo
     use_checkpoints(tmp_path)
     card = render_card("custom_cnn")
     assert "| share of draws per source | {'gan140k': 0.25, 'dfdc': 0.75} |" in card
+    assert "strong recipe" not in card
     assert ("Recalibrated on the whole val split (3175 images) after training, weights unchanged: "
             "`python -m detector.calibrate --model custom_cnn --data D --write`. Temperature 2.0781 -> 1.2939; "
             "val ECE 0.0622 -> 0.0410") in card
@@ -117,3 +118,14 @@ def test_card_of_a_cpu_budget_run_shows_samples_counted_and_cpu_minutes(tmp_path
     card = render_card("custom_cnn")
     assert "| samples seen | 21664 |" in card
     assert "| training time | 16.4 min (12.0 CPU-min of training steps, `--cpu-minutes`);" in card
+
+
+def test_card_names_the_strong_augmentation_and_its_sources(tmp_path, use_checkpoints):
+    tr = {"command": "python -m detector.train --model custom_cnn --strong-augment gan140k", "epochs": 1,
+          "samples_per_epoch": 10, "train_seconds": 60.0, "hardware": "CPU", "device": "cpu",
+          "strong_augment": ["gan140k"]}
+    save_checkpoint(_tiny(), SPEC, tmp_path / "custom_cnn", 1.0, {"best_epoch": 1, "training": tr})
+    use_checkpoints(tmp_path)
+    row = next(x for x in render_card("custom_cnn").splitlines() if x.startswith("| augmentation |"))
+    assert "gan140k images instead got the strong recipe (`--strong-augment`)" in row
+    assert "random erasing" in row and row.startswith("| augmentation | flip, rotation")
