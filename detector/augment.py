@@ -26,9 +26,22 @@ class Augment:
         self.max_rot, self.max_shear = max_rot, max_shear
         self.strong = strong
         self.p_crop = self.p_erase = 0.5 if strong else 0.0
-        self.jpeg_q = (50, 96) if strong else (60, 96)
+        self.crop_frac = (0.75, 1.0)  # side of the random resized crop, as a fraction of the image's
+        self.erase_area = (0.04, 0.2)  # area of the erased rectangle, as a fraction of the image's
+        self.jpeg_q = (50, 96) if strong else (60, 96)  # integers() bounds: the upper one is exclusive
         if strong:
             self.p_jpeg, self.p_blur = max(p_jpeg, 0.5), max(p_blur, 0.3)
+
+    def describe(self) -> str:
+        """The recipe in words, from the parameters :meth:`__call__` uses (model cards quote it)."""
+        q = f"JPEG q{self.jpeg_q[0]}-{self.jpeg_q[1] - 1} (p={self.p_jpeg:g})"
+        if self.strong:
+            c, e = self.crop_frac, self.erase_area
+            return (f"a random resized crop framing {c[0]:.0%}-{c[1]:.0%} (p={self.p_crop:g}) and random erasing of "
+                    f"{e[0]:.0%}-{e[1]:.0%} of the area (p={self.p_erase:g}), with {q} and blur "
+                    f"(p={self.p_blur:g})").replace("%-", "-")
+        return (f"flip, rotation <={self.max_rot:g} deg, shear <={self.max_shear:g}, {q}, blur (p={self.p_blur:g}), "
+                f"down/up-scaling (p={self.p_rescale:g}), colour jitter (p={self.p_color:g}); label-independent")
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         import cv2
@@ -43,7 +56,7 @@ class Augment:
             m[0, 1] += r.uniform(-self.max_shear, self.max_shear)
             rgb = cv2.warpAffine(np.ascontiguousarray(rgb), m, (w, h), borderMode=cv2.BORDER_REFLECT_101)
         if r.random() < self.p_crop:  # random resized crop, back to the same size
-            f = r.uniform(0.75, 1.0)
+            f = r.uniform(*self.crop_frac)
             ch, cw = max(8, int(round(h * f))), max(8, int(round(w * f * r.uniform(0.9, 1.1))))
             cw = min(cw, w)
             top, left = int(r.integers(0, h - ch + 1)), int(r.integers(0, w - cw + 1))
@@ -68,7 +81,7 @@ class Augment:
             if ok:
                 rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
         if r.random() < self.p_erase:  # random erasing with the image's mean colour
-            area = r.uniform(0.04, 0.2) * h * w
+            area = r.uniform(*self.erase_area) * h * w
             aspect = np.exp(r.uniform(np.log(0.5), np.log(2.0)))
             eh, ew = min(h, max(1, int(round(np.sqrt(area * aspect))))), min(w, max(1, int(round(np.sqrt(area / aspect)))))
             top, left = int(r.integers(0, h - eh + 1)), int(r.integers(0, w - ew + 1))

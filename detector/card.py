@@ -47,13 +47,13 @@ def _augmentation(tr: dict) -> str:
     if fp:
         return (f"none at pixel level (the frozen prefix's outputs were cached once per image); cached feature maps "
                 f"mirrored left-right with p={fp['flip_features']}")
-    base = ("flip, rotation <=10 deg, shear <=0.1, JPEG q60-95 (p=0.3), blur (p=0.2), down/up-scaling (p=0.2), "
-            "colour jitter (p=0.5); label-independent")
+    from .augment import Augment
+
+    base = Augment().describe()
     strong = tr.get("strong_augment")
     if strong:
-        base += (f"; {', '.join(strong)} images instead got the strong recipe (`--strong-augment`): also a random "
-                 "resized crop framing 75-100% (p=0.5) and random erasing of 4-20% of the area (p=0.5), with JPEG "
-                 "q50-95 (p=0.5) and blur (p=0.3)")
+        base += (f"; {', '.join(strong)} images instead got the strong recipe (`--strong-augment`): also "
+                 + Augment(strong=True).describe())
     return base
 
 

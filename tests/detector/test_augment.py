@@ -43,3 +43,24 @@ def test_augment_is_reproducible_from_its_seed():
     img = _face()
     a, b = Augment(seed=7, strong=True), Augment(seed=7, strong=True)
     assert all(np.array_equal(a(img), b(img)) for _ in range(20))
+
+
+def test_describe_follows_the_parameters_call_uses():
+    # the model card quotes describe(): it must change when the recipe does, not be a fixed string
+    assert "JPEG q60-95 (p=0.3)" in Augment().describe()
+    assert "JPEG q60-95 (p=0.7)" in Augment(p_jpeg=0.7).describe()
+    assert "rotation <=5 deg" in Augment(max_rot=5).describe()
+    s = Augment(strong=True)
+    assert "75-100% (p=0.5)" in s.describe() and "4-20% of the area" in s.describe()
+    s.crop_frac, s.erase_area = (0.6, 1.0), (0.1, 0.3)
+    assert "60-100%" in s.describe() and "10-30% of the area" in s.describe()
+    # and __call__ really uses those attributes: on an image that only varies from top to bottom, a crop
+    # that keeps the full height changes nothing (only the width is jittered), a half-height crop does
+    img = np.repeat((np.arange(64, dtype=np.uint8) * 4)[:, None, None], 64, axis=1).repeat(3, axis=2)
+    only_crop = Augment(seed=0, strong=True, p_jpeg=0, p_blur=0, p_rescale=0, p_color=0, max_rot=0, max_shear=0)
+    only_crop.p_jpeg = only_crop.p_blur = only_crop.p_erase = 0.0
+    only_crop.p_crop = 1.0
+    only_crop.crop_frac = (1.0, 1.0)
+    assert all(np.array_equal(only_crop(img), img) for _ in range(20))
+    only_crop.crop_frac = (0.5, 0.5)
+    assert all(not np.array_equal(only_crop(img), img) for _ in range(20))
