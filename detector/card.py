@@ -84,6 +84,19 @@ def _initialisation(stages: list[dict]) -> list[str]:
             t = st["teacher"]
             out.append(f"Stage {i} was distilled from `{t.get('from')}` (soft labels at temperature "
                        f"{t.get('temperature')}, weight {t.get('alpha')} beside the hard labels).")
+        sp = st.get("soup")
+        if sp:
+            ings = sp.get("ingredients", [])
+            w = sp.get("weights") or [1.0] * len(ings)
+            how = "uniform" if len(set(w)) == 1 else "weights " + ", ".join(f"{x:g}" for x in w)
+            names = ", ".join(f"`{g.get('from')}` (val mean AUC {sp.get('val_mean_auc', {}).get(g.get('from'), float('nan')):.4f})"
+                              for g in ings)
+            bn = (f"BatchNorm statistics of {sp['bn_layers']} layers re-estimated on {sp['bn_images']} un-augmented "
+                  "train images" if sp.get("bn_layers") else "averaged BatchNorm statistics kept")
+            out.append(f"Stage {i} is a weight average (\"model soup\", `python -m detector.soup`, {how}) of "
+                       f"{len(ings)} checkpoints: {names}; {bn}. No gradient steps; the first ingredient's "
+                       "stages are the ones listed before it, the others' own last stages are in the training "
+                       "table.")
         new_args = st.get("model_args") or {}
         if i > 1 and any(arch.get(k) != v for k, v in new_args.items()):
             args = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in new_args.items())
@@ -134,11 +147,28 @@ def render_card(name: str) -> str:
     if len(stages) > 1:
         total = sum(st.get("train_seconds", 0) for st in stages)
         lines += ["| stage | command | samples seen | time | hardware |", "|---|---|---|---|---|"]
+        chain_cmds = {st.get("command") for st in stages}
         for i, st in enumerate(stages, 1):
-            lines.append(f"| {i} | `{st.get('command', '?')}` | {_samples_seen(st)} "
+            for j, g in enumerate((st.get("soup") or {}).get("ingredients", [])[1:], 2):
+                gt = g.get("training") or {}
+                if gt and gt.get("command") not in chain_cmds:  # a sibling run, trained only for the soup
+                    total += gt.get("train_seconds", 0)
+                    lines.append(f"| {i} (ingredient {j}) | `{gt.get('command', '?')}` | {_samples_seen(gt)} "
+                                 f"| {_stage_time(gt)} | {gt.get('hardware')} ({gt.get('device')}) |")
+            samples = "0 (weight average)" if st.get("soup") else _samples_seen(st)
+            lines.append(f"| {i} | `{st.get('command', '?')}` | {samples} "
                          f"| {_stage_time(st)} | {st.get('hardware')} ({st.get('device')}) |")
         lines += ["", f"Total training time: {total / 60:.1f} min. The table below is the last stage.", ""]
     lines += [f"Command: `{tr.get('command', '?')}`", "", "| setting | value |", "|---|---|"]
+    if tr.get("soup"):
+        sp = tr["soup"]
+        lines += [f"| ingredients | {', '.join(g.get('from', '?') for g in sp.get('ingredients', []))} |",
+                  f"| weights | {sp.get('weights')} |",
+                  f"| BatchNorm re-estimated | {sp.get('bn_layers', 0)} layers on {sp.get('bn_images', 0)} train images |",
+                  f"| temperature (fitted on val) | {cfg.get('temperature', 1.0):.4f} |",
+                  f"| hardware | {tr.get('hardware')} ({tr.get('device')}) |",
+                  f"| time | {_stage_time(tr)} (loading, BatchNorm re-estimation, scoring every ingredient on val) |", ""]
+        return _card_tail(lines, name, tr, cfg, stages, log, metrics)
     for k in ("epochs", "samples_per_epoch", "batch_size", "lr", "weight_decay", "seed", "amp_bf16", "sources"):
         lines.append(f"| {k} | {tr.get(k)} |")
     lines.append(f"| share of draws per source | {tr.get('source_shares') or 'equal'} |")
@@ -150,6 +180,12 @@ def render_card(name: str) -> str:
               f"| samples seen | {_samples_seen(tr)} |",
               f"| training time | {_stage_time(tr)}; wall time includes data caching and validation |",
               ""]
+    return _card_tail(lines, name, tr, cfg, stages, log, metrics)
+
+
+def _card_tail(lines: list[str], name: str, tr: dict, cfg: dict, stages: list[dict], log: list[dict],
+               metrics: dict | None) -> str:
+    """The card after the last stage's settings: calibration, per-epoch log, test metrics, limits."""
     if tr.get("val"):
         v = tr["val"]
         lines += [f"Calibration on val: ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}, "
