@@ -47,7 +47,7 @@ def average_state_dicts(state_dicts: list[dict], weights: list[float] | None = N
                              "only checkpoints of one architecture can be averaged")
         bad = [k for k in keys if sd[k].shape != state_dicts[0][k].shape]
         if bad:
-            raise ValueError(f"ingredient {i}: shape of {bad[0]} is {tuple(state_dicts[i - 1][bad[0]].shape)}, "
+            raise ValueError(f"ingredient {i}: shape of {bad[0]} is {tuple(sd[bad[0]].shape)}, "
                              f"ingredient 1 has {tuple(state_dicts[0][bad[0]].shape)}")
     out = {}
     for k in keys:
@@ -66,7 +66,7 @@ def recompute_batchnorm(model, images: np.ndarray, spec, device: str = "cpu", ba
     Returns the number of BatchNorm layers (0: nothing to do). The model is left in eval mode."""
     import torch
 
-    from .preprocess import finish
+    from .train import prepared_batches
 
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -77,8 +77,7 @@ def recompute_batchnorm(model, images: np.ndarray, spec, device: str = "cpu", ba
         m.momentum = None  # cumulative average over all batches
     model.train()
     with torch.inference_mode():
-        for s in range(0, len(images), batch):
-            x = torch.cat([finish(np.asarray(a), spec)[0] for a in images[s:s + batch]]).to(device)
+        for x in prepared_batches(images, spec, device, batch):
             model(x)
     for m, mom in zip(bns, saved):
         m.momentum = mom
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import read_index
     from .metrics import fit_temperature
     from .specs import get_spec
-    from .train import _cache_arrays, _hardware, _logits, _val_report, init_record
+    from .train import _cache_arrays, _hardware, _logits, _val_report, calibration_record, init_record
     from .weights import load_checkpoint_dir, save_checkpoint
 
     if len(args.ingredients) < 2:
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     spec = get_spec(args.model)
     t0 = time.time()
-    models, first_cfg = [], None
+    models, rows, first_cfg = [], [], None
     for d in args.ingredients:
         try:
             m, cfg = load_checkpoint_dir(d, spec, "cpu")
@@ -142,11 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    soup = models[0]
-    soup.load_state_dict(avg)
-    if first_cfg.get("model_args"):  # the constructor arguments the ingredients were built with
-        soup.model_args = dict(first_cfg["model_args"])
-
     sources = [s for s in args.sources.split(",") if s]
     train = read_index(args.data, "train", sources)
     val = read_index(args.data, "val", sources)
@@ -154,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     xva = _cache_arrays(val, spec, cache, "val")
     yva = np.array([s.label for s in val])
     sva = np.array([s.source for s in val])
+    for d, m in zip(args.ingredients, models):  # each ingredient on val, before the first becomes the soup
+        rows.append((d, _val_report(_logits(m, xva, spec, "cpu", False), yva, sva)))
+    soup = models[0]
+    soup.load_state_dict(avg)
+    if first_cfg.get("model_args"):  # the constructor arguments the ingredients were built with
+        soup.model_args = dict(first_cfg["model_args"])
     n_bn = 0
     bn_idx = np.array([], dtype=int)
     if args.bn_images:
@@ -164,12 +164,6 @@ def main(argv: list[str] | None = None) -> int:
         bn_idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(src_tr == s), min(per, int((src_tr == s).sum())),
                                                     replace=False) for s in sources]))
         n_bn = recompute_batchnorm(soup, xtr[bn_idx], spec)
-    rows = []
-    # score every ingredient (reloaded: models[0] now holds the soup) and the soup on val
-    for d in args.ingredients:
-        m, _ = load_checkpoint_dir(d, spec, "cpu")
-        rep = _val_report(_logits(m, xva, spec, "cpu", False), yva, sva)
-        rows.append((d, rep))
     lv = _logits(soup, xva, spec, "cpu", False)
     temp = fit_temperature(lv, yva)
     before, after = _val_report(lv, yva, sva), _val_report(lv, yva, sva, temp)
@@ -187,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                  "bn_layers": n_bn, "bn_images": int(len(bn_idx)),
                  "val_mean_auc": {d: rep["mean_auc"] for d, rep in rows}},
         "init": init_record(args.ingredients[0]),
-        "val": {"mean_auc": after["mean_auc"], "ece_before": before["pooled"]["ece"],
-                "ece_after": after["pooled"]["ece"], "log_loss_before": before["pooled"]["log_loss"],
-                "log_loss_after": after["pooled"]["log_loss"]},
+        "val": calibration_record(before, after),
     }
     extra = {"best_epoch": None, "training": training}
     save_checkpoint(soup, spec, args.out, temp, extra)

@@ -88,14 +88,22 @@ class _TrainSet:
         return x, int(self.labels[i]), i
 
 
+def prepared_batches(arr: np.ndarray, spec: ModelSpec, device: str, batch: int = 64):
+    """Yield ``(B, 3, S, S)`` tensors of the cached uint8 crops in ``arr``, prepared as at inference
+    (CLAHE, normalise: :func:`detector.preprocess.finish`), in order, on ``device``."""
+    import torch
+
+    for s in range(0, len(arr), batch):
+        yield torch.cat([finish(np.asarray(a), spec)[0] for a in arr[s:s + batch]]).to(device)
+
+
 def _logits(model, arr: np.ndarray, spec: ModelSpec, device: str, amp: bool, batch: int = 64) -> np.ndarray:
     import torch
 
     model.eval()
     out = []
     with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
-        for s in range(0, len(arr), batch):
-            x = torch.cat([finish(np.asarray(a), spec)[0] for a in arr[s:s + batch]]).to(device)
+        for x in prepared_batches(arr, spec, device, batch):
             out.append(model(x).float().cpu().numpy())
     return np.concatenate(out)
 
@@ -108,6 +116,13 @@ def _val_report(logits: np.ndarray, y: np.ndarray, src: np.ndarray, temperature:
         rep[s] = binary_metrics(y[m], p[m])
     rep["mean_auc"] = float(np.mean([rep[s]["roc_auc"] for s in sorted(set(src))]))
     return rep
+
+
+def calibration_record(before: dict, after: dict) -> dict:
+    """The ``training.val`` record of a checkpoint: mean per-source AUC and pooled ECE / log loss
+    before and after temperature scaling (two :func:`_val_report` results)."""
+    return {"mean_auc": after["mean_auc"], "ece_before": before["pooled"]["ece"], "ece_after": after["pooled"]["ece"],
+            "log_loss_before": before["pooled"]["log_loss"], "log_loss_after": after["pooled"]["log_loss"]}
 
 
 def _save_state(out: Path, model, opt, epoch: int, best: float, history: list) -> None:
@@ -399,9 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_images": len(train), "val_images": len(val), "device": device,
             "memory_format": args.memory_format,
             "hardware": _hardware(device), "train_seconds": round(train_s, 1),
-            "val": {"mean_auc": after["mean_auc"], "ece_before": before["pooled"]["ece"],
-                    "ece_after": after["pooled"]["ece"], "log_loss_before": before["pooled"]["log_loss"],
-                    "log_loss_after": after["pooled"]["log_loss"]},
+            "val": calibration_record(before, after),
         },
     }
     if init:
