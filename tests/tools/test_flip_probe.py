@@ -1,0 +1,69 @@
+"""tools.flip_probe: val only, the mirror is left-right, and mirror-symmetric images score alike."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tools import flip_probe
+
+
+@pytest.fixture()
+def symmetric_faces(tmp_path):
+    """Left-right symmetric images (so mirroring changes nothing), labels by texture."""
+    rng = np.random.default_rng(0)
+    rows = ["path,label,source,group,split"]
+    for source in ("gan140k", "dfdc"):
+        for split in ("val", "test"):
+            for label in ("real", "fake"):
+                for i in range(6):
+                    half = rng.integers(0, 256, (48, 24, 3), dtype=np.uint8)
+                    if label == "fake":
+                        half[::2] //= 2
+                    img = np.concatenate([half, half[:, ::-1]], axis=1)
+                    rel = f"{source}/{label}/{split}_{i}.png"
+                    (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(img).save(tmp_path / rel)
+                    rows.append(f"{rel},{label},{source},{source}-{split}-{i},{split}")
+    (tmp_path / "index.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_flip_probe_reads_val_only_and_mirror_invariant_images_score_alike(symmetric_faces, tiny_ckpt_root,
+                                                                           use_checkpoints, monkeypatch, capsys):
+    use_checkpoints(tiny_ckpt_root)
+    from detector import data
+
+    splits = []
+    real_read = data.read_index
+
+    def spy(root, split, sources=None):
+        splits.append(split)
+        return real_read(root, split, sources)
+
+    monkeypatch.setattr(data, "read_index", spy)
+    rep = flip_probe.flip_probe("custom_cnn", str(symmetric_faces), ["gan140k", "dfdc"])
+    assert splits == ["val"]
+    assert set(rep) == {"gan140k", "dfdc"}
+    for r in rep.values():
+        assert r["n"] == 12
+        assert 0.0 <= r["plain"] <= 1.0
+        assert r["mirrored"] == pytest.approx(r["plain"]) and r["averaged"] == pytest.approx(r["plain"])
+    from detector.weights import load_model
+
+    lm = load_model("custom_cnn", "cpu")
+    paths = sorted(str(p) for p in symmetric_faces.rglob("val_*.png"))
+    a, b = flip_probe.mirror_logits(lm, paths)
+    assert a.shape == b.shape == (len(paths),)
+    import torch
+
+    from detector.preprocess import preprocess
+
+    x = torch.cat([preprocess(p, lm.spec, face_crop=False).tensor for p in paths])
+    with torch.inference_mode():
+        want = [(z[:, 1] - z[:, 0]).numpy() for z in (lm.model(x), lm.model(x.flip(-1)), lm.model(x.flip(-2)))]
+    np.testing.assert_allclose(a, want[0], atol=1e-5)
+    np.testing.assert_allclose(b, want[1], atol=1e-5)  # mirrored left-right: the width axis
+    assert np.abs(b - want[2]).max() > 1e-4  # not upside down
+    assert flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--per-source", "4"]) == 0
+    assert "custom_cnn gan140k n=4: plain" in capsys.readouterr().out
