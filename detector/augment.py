@@ -8,12 +8,16 @@ transform is drawn independently of the label, so both classes are changed alike
 otherwise memorises: it adds a random resized crop (the face framed 75-100% as wide),
 random erasing (one flat rectangle of 4-20% of the area, so that no single region can
 carry the verdict), and makes JPEG re-compression and blur more frequent and harsher.
+
+:func:`cutmix` works on a prepared batch instead: it pastes a rectangle of another image of the
+batch into each image and mixes the two labels by area, so that a detector that has memorised
+its few training images of a source still has new targets to fit.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Augment"]
+__all__ = ["Augment", "cutmix"]
 
 
 class Augment:
@@ -88,3 +92,26 @@ class Augment:
             rgb = np.array(rgb)
             rgb[top:top + eh, left:left + ew] = rgb.reshape(-1, rgb.shape[2]).mean(axis=0).astype(np.uint8)
         return np.ascontiguousarray(rgb)
+
+
+def cutmix(x, rng: np.random.Generator, alpha: float = 1.0):
+    """CutMix on a batch ``x`` of shape ``(B, C, H, W)`` (a tensor; returned as a new one).
+
+    One rectangle, of area fraction drawn from Beta(alpha, alpha), is cut from image ``perm[i]``
+    and pasted into image ``i``, at the same place for the whole batch. Returns ``(mixed, perm, lam)``
+    where ``lam`` is the share of each image that is still its own (after clipping the box to the
+    image), so the loss is ``lam * loss(y) + (1 - lam) * loss(y[perm])``.
+    """
+    import torch
+
+    b, _, h, w = x.shape
+    cut = float(np.sqrt(1.0 - rng.beta(alpha, alpha)))  # side fraction of the box
+    ch, cw = int(round(h * cut)), int(round(w * cut))
+    cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+    top, bottom = max(0, cy - ch // 2), min(h, cy + ch - ch // 2)
+    left, right = max(0, cx - cw // 2), min(w, cx + cw - cw // 2)
+    perm = torch.from_numpy(rng.permutation(b))
+    mixed = x.clone()
+    mixed[:, :, top:bottom, left:right] = x[perm][:, :, top:bottom, left:right]
+    lam = 1.0 - (bottom - top) * (right - left) / (h * w)
+    return mixed, perm, lam

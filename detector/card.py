@@ -54,6 +54,10 @@ def _augmentation(tr: dict) -> str:
     if strong:
         base += (f"; {', '.join(strong)} images instead got the strong recipe (`--strong-augment`): also "
                  + Augment(strong=True).describe())
+    mix = tr.get("cutmix")
+    if mix:
+        base += (f"; CutMix on p={mix['p']:g} of the batches (`--cutmix`: a rectangle of another image of the batch, "
+                 f"area ~ Beta({mix['alpha']:g}, {mix['alpha']:g}), labels mixed by area)")
     return base
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .augment import Augment
+from .augment import Augment, cutmix
 from .data import Sample, cap_per_source, read_index
 from .hardware import fast_bf16
 from .metrics import binary_metrics, fit_temperature, softmax_np
@@ -212,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                          "(computed once, cached) become soft targets beside the hard labels")
     ap.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the distillation term (0..1)")
     ap.add_argument("--kd-temperature", type=float, default=2.0, help="softmax temperature of the distillation term")
+    ap.add_argument("--cutmix", type=float, default=0.0, metavar="P",
+                    help="probability per batch of CutMix (a rectangle of another image of the batch pasted in, "
+                         "labels mixed by area; detector.augment.cutmix), against memorising a small source")
+    ap.add_argument("--cutmix-alpha", type=float, default=1.0, help="Beta(alpha, alpha) of the CutMix box area")
     ap.add_argument("--input-size", type=int, default=None,
                     help="train and validate at this size instead of the spec's (for comparisons; a checkpoint "
                          "records its size and the loader refuses one that differs from the spec)")
@@ -247,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         spec = dataclasses.replace(spec, input_size=args.input_size)
     if args.train_crop and not 0 < args.train_crop <= spec.input_size:
         raise SystemExit(f"--train-crop {args.train_crop} must be between 1 and the input size {spec.input_size}")
+    if not 0.0 <= args.cutmix <= 1.0 or args.cutmix_alpha <= 0:
+        raise SystemExit(f"--cutmix {args.cutmix:g} must be in [0, 1] and --cutmix-alpha {args.cutmix_alpha:g} > 0")
+    if args.cutmix and args.freeze_blocks is not None:
+        raise SystemExit("--cutmix mixes pixels: it cannot be used with --freeze-blocks (cached feature maps)")
     if args.cpu_minutes:
         args.workers = 0  # so that process CPU time covers decoding and augmentation too
     out = Path(args.out) if args.out else spec.local_dir
@@ -344,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     stage = 1 + len(training_stages(init.get("training"))) if init else 1  # continued runs are later stages
     log_f = (out / "train_log.jsonl").open("a")
     dtype = torch.bfloat16
+    mix_rng = np.random.default_rng(args.seed + 7919)  # CutMix draws, apart from the image augmentation's
     for epoch in range(start_epoch, args.epochs):
         model.train()
         t0, tot, n = time.time(), 0.0, 0
@@ -355,9 +364,16 @@ def main(argv: list[str] | None = None) -> int:
             if budget and budget.spent():
                 break
             x, y = x.to(device), y.to(device)
+            mix = None
+            if args.cutmix and mix_rng.random() < args.cutmix:
+                x, perm, lam = cutmix(x, mix_rng, args.cutmix_alpha)
+                mix = (perm.to(device), lam)
             with torch.autocast(device.split(":")[0], dtype=dtype, enabled=amp):
                 scores = net(x).float()
             loss = _loss(scores, y, teacher, idx)
+            if mix:
+                perm, lam = mix
+                loss = lam * loss + (1 - lam) * _loss(scores, y[perm], teacher, idx[perm.cpu()])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -436,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         extra["training"]["train_crop"] = args.train_crop
     if strong_sources:
         extra["training"]["strong_augment"] = strong_sources
+    if args.cutmix:
+        extra["training"]["cutmix"] = {"p": args.cutmix, "alpha": args.cutmix_alpha}
     if budget:
         extra["training"]["cpu_minutes"] = args.cpu_minutes
         extra["training"]["train_cpu_seconds"] = round(budget.used, 1)

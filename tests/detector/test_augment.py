@@ -64,3 +64,32 @@ def test_describe_follows_the_parameters_call_uses():
     assert all(np.array_equal(only_crop(img), img) for _ in range(20))
     only_crop.crop_frac = (0.5, 0.5)
     assert all(not np.array_equal(only_crop(img), img) for _ in range(20))
+
+
+def test_cutmix_pastes_one_box_from_the_permuted_image_and_reports_its_share():
+    import torch
+
+    from detector.augment import cutmix
+
+    b, h, w = 6, 20, 24
+    x = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1).expand(b, 3, h, w).contiguous()  # image i is all i
+    rng = np.random.default_rng(0)
+    seen = []
+    for _ in range(50):
+        mixed, perm, lam = cutmix(x, rng)
+        assert mixed.shape == x.shape and sorted(perm.tolist()) == list(range(b))
+        assert torch.equal(x, torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1).expand(b, 3, h, w))  # input kept
+        for i in range(b):
+            own = (mixed[i] == i).all(dim=0)
+            pasted = (mixed[i] == perm[i]).all(dim=0)
+            assert bool((own | pasted).all())  # every pixel is its own or the partner's
+            if perm[i] != i:
+                assert abs(own.float().mean().item() - lam) < 1e-6  # lam is the share still its own
+                ys, xs = torch.nonzero(~own, as_tuple=True)
+                if len(ys):  # the pasted pixels form one full rectangle
+                    assert len(ys) == (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        seen.append(lam)
+    assert 0.0 <= min(seen) and max(seen) <= 1.0 and np.std(seen) > 0.1  # Beta(1, 1) areas: widely spread
+    a, pa, la = cutmix(x, np.random.default_rng(5))
+    b2, pb, lb = cutmix(x, np.random.default_rng(5))
+    assert torch.equal(a, b2) and torch.equal(pa, pb) and la == lb  # reproducible from the generator

@@ -332,3 +332,27 @@ def test_strong_augment_is_recorded_and_applied_per_source(dataset, tmp_path, ca
         setattr(ds, name, lambda rgb, real=real, name=name: used.append(name) or real(rgb))
     ds[0], ds[1], ds[0]
     assert used == ["aug", "aug_strong", "aug"]  # image 1 is of a strong-augment source
+
+
+def test_cutmix_is_recorded_described_on_the_card_and_mixes_every_batch(dataset, tmp_path, capsys, monkeypatch):
+    from detector import augment, card
+
+    calls = []
+    real = augment.cutmix
+
+    def spy(x, rng, alpha=1.0):
+        out = real(x, rng, alpha)
+        calls.append(out[2])
+        return out
+
+    monkeypatch.setattr(train, "cutmix", spy)
+    out = tmp_path / "cm"
+    _train(dataset, tmp_path, out, "--cutmix", "1", "--cutmix-alpha", "0.5", "--epochs", "1")
+    tr = json.loads((out / "config.json").read_text())["training"]
+    assert tr["cutmix"] == {"p": 1.0, "alpha": 0.5}
+    assert len(calls) == 2 and all(0.0 <= lam <= 1.0 for lam in calls)  # every batch of the epoch was mixed
+    assert "CutMix on p=1 of the batches" in card._augmentation(tr)
+    for bad in (["--cutmix", "1.5"], ["--cutmix", "0.5", "--cutmix-alpha", "0"],
+                ["--cutmix", "0.5", "--freeze-blocks", "2"]):
+        with pytest.raises(SystemExit, match="cutmix"):
+            _train(dataset, tmp_path, tmp_path / "bad", *bad)
