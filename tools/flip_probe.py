@@ -3,6 +3,9 @@
 Scores the val split (``--sources``, default gan140k) through the real loader and preprocessing, once as is and
 once mirrored left-right, and prints the ROC AUC of the plain, mirrored and averaged logit differences
 (``logit_fake - logit_real``). Val only: this chooses an inference recipe, so it never reads test.
+
+``--input-size S`` scores at S x S instead of the checkpoint's own size (does a detector gain from
+seeing more pixels than it was trained on, as FixRes-style test-time resizing can?).
 """
 from __future__ import annotations
 
@@ -11,15 +14,19 @@ import argparse
 import numpy as np
 
 
-def mirror_logits(lm, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``logit_fake - logit_real`` of each image as is and mirrored left-right (loaded model ``lm``)."""
+def mirror_logits(lm, paths: list[str], input_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``logit_fake - logit_real`` of each image as is and mirrored left-right (loaded model ``lm``),
+    at ``input_size`` (default: the checkpoint's)."""
+    import dataclasses
+
     import torch
 
     from detector.preprocess import preprocess
 
+    spec = dataclasses.replace(lm.spec, input_size=input_size) if input_size else lm.spec
     plain, mirrored = [], []
     for i in range(0, len(paths), 32):
-        x = torch.cat([preprocess(p, lm.spec, face_crop=False).tensor for p in paths[i:i + 32]])
+        x = torch.cat([preprocess(p, spec, face_crop=False).tensor for p in paths[i:i + 32]])
         with torch.inference_mode():
             for out, inp in ((plain, x), (mirrored, x.flip(-1))):
                 z = lm.model(inp.to(lm.device)).float().cpu()
@@ -27,7 +34,8 @@ def mirror_logits(lm, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(plain), np.array(mirrored)
 
 
-def flip_probe(model: str, data: str, sources: list[str], per_source: int = 0, threads: int = 1) -> dict:
+def flip_probe(model: str, data: str, sources: list[str], per_source: int = 0, threads: int = 1,
+               input_size: int | None = None) -> dict:
     """``{source: {"n", "plain", "mirrored", "averaged"}}`` val ROC AUCs for ``model``."""
     import torch
     from sklearn.metrics import roc_auc_score
@@ -40,7 +48,7 @@ def flip_probe(model: str, data: str, sources: list[str], per_source: int = 0, t
     samples = dataset.read_index(data, "val", sources)
     if per_source:
         samples = dataset.cap_per_source(samples, per_source, sources)
-    a, b = mirror_logits(lm, [str(s.path) for s in samples])
+    a, b = mirror_logits(lm, [str(s.path) for s in samples], input_size)
     y = np.array([s.label for s in samples])
     src = np.array([s.source for s in samples])
     report = {}
@@ -60,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sources", default="gan140k", help="comma-separated, e.g. gan140k,dfdc")
     ap.add_argument("--per-source", type=int, default=0, help="cap images per source (0: all)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--input-size", type=int, default=None, help="score at this size (default: the checkpoint's)")
     args = ap.parse_args(argv)
-    rep = flip_probe(args.model, args.data, args.sources.split(","), args.per_source, args.threads)
+    if args.input_size is not None and not 16 <= args.input_size <= 1024:
+        ap.error(f"--input-size {args.input_size} must be between 16 and 1024")
+    rep = flip_probe(args.model, args.data, args.sources.split(","), args.per_source, args.threads, args.input_size)
+    size = f" at {args.input_size} px" if args.input_size else ""
     for so, r in rep.items():
-        print(f"{args.model} {so} n={r['n']}: plain {r['plain']:.4f}, mirrored {r['mirrored']:.4f}, "
+        print(f"{args.model}{size} {so} n={r['n']}: plain {r['plain']:.4f}, mirrored {r['mirrored']:.4f}, "
               f"averaged {r['averaged']:.4f}")
     return 0
 

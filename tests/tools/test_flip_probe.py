@@ -67,3 +67,33 @@ def test_flip_probe_reads_val_only_and_mirror_invariant_images_score_alike(symme
     assert np.abs(b - want[2]).max() > 1e-4  # not upside down
     assert flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--per-source", "4"]) == 0
     assert "custom_cnn gan140k n=4: plain" in capsys.readouterr().out
+
+
+def test_input_size_scores_at_that_size_and_bad_sizes_are_refused(symmetric_faces, tiny_ckpt_root, use_checkpoints,
+                                                                   capsys):
+    use_checkpoints(tiny_ckpt_root)
+    import dataclasses
+
+    import torch
+
+    from detector.preprocess import preprocess
+    from detector.weights import load_model
+
+    lm = load_model("custom_cnn", "cpu")
+    paths = sorted(str(p) for p in symmetric_faces.rglob("val_*.png"))[:6]
+    size = lm.spec.input_size + 16
+    a, _ = flip_probe.mirror_logits(lm, paths, size)
+    big = dataclasses.replace(lm.spec, input_size=size)
+    x = torch.cat([preprocess(p, big, face_crop=False).tensor for p in paths])
+    assert x.shape[-1] == size
+    with torch.inference_mode():
+        z = lm.model(x)
+    np.testing.assert_allclose(a, (z[:, 1] - z[:, 0]).numpy(), atol=1e-5)
+    own, _ = flip_probe.mirror_logits(lm, paths)
+    assert np.abs(own - a).max() > 1e-4  # the size really changed what the model saw
+    assert flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--per-source", "4",
+                            "--input-size", str(size)]) == 0
+    assert f"custom_cnn at {size} px gan140k n=4: plain" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--input-size", "4"])
+    assert "--input-size 4 must be between 16 and 1024" in capsys.readouterr().err
