@@ -112,6 +112,6 @@ def cutmix(x, rng: np.random.Generator, alpha: float = 1.0):
     left, right = max(0, cx - cw // 2), min(w, cx + cw - cw // 2)
     perm = torch.from_numpy(rng.permutation(b))
     mixed = x.clone()
-    mixed[:, :, top:bottom, left:right] = x[perm][:, :, top:bottom, left:right]
+    mixed[:, :, top:bottom, left:right] = x[perm, :, top:bottom, left:right]  # only the box is gathered
     lam = 1.0 - (bottom - top) * (right - left) / (h * w)
     return mixed, perm, lam

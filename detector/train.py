@@ -367,13 +367,13 @@ def main(argv: list[str] | None = None) -> int:
             mix = None
             if args.cutmix and mix_rng.random() < args.cutmix:
                 x, perm, lam = cutmix(x, mix_rng, args.cutmix_alpha)
-                mix = (perm.to(device), lam)
+                mix = (perm, lam)  # perm stays on the CPU, beside idx
             with torch.autocast(device.split(":")[0], dtype=dtype, enabled=amp):
                 scores = net(x).float()
             loss = _loss(scores, y, teacher, idx)
             if mix:
                 perm, lam = mix
-                loss = lam * loss + (1 - lam) * _loss(scores, y[perm], teacher, idx[perm.cpu()])
+                loss = lam * loss + (1 - lam) * _loss(scores, y[perm.to(device)], teacher, idx[perm])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
