@@ -6,6 +6,10 @@ once mirrored left-right, and prints the ROC AUC of the plain, mirrored and aver
 
 ``--input-size S`` scores at S x S instead of the checkpoint's own size (does a detector gain from
 seeing more pixels than it was trained on, as FixRes-style test-time resizing can?).
+
+``--detail S`` keeps the checkpoint's input size but first shrinks each face to S x S and enlarges it back, so
+the model sees only the detail that an S px input holds (how much does a detector lose when its input is
+smaller? e.g. EfficientNet-Lite0, 224 px, scored with ``--detail 112``).
 """
 from __future__ import annotations
 
@@ -14,19 +18,29 @@ import argparse
 import numpy as np
 
 
-def mirror_logits(lm, paths: list[str], input_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _tensor(path: str, spec, detail: int | None):
+    """The model input of one dataset crop (the inference path with ``face_crop=False``); with ``detail``,
+    the resized face is shrunk to ``detail`` px and enlarged back before CLAHE and normalisation."""
+    from detector.preprocess import finish, prepare_face, preprocess, resize
+
+    if not detail:
+        return preprocess(path, spec, face_crop=False).tensor
+    face, _, _ = prepare_face(path, spec, face_crop=False)
+    return finish(resize(resize(face, detail), spec.input_size), spec)[0]
+
+
+def mirror_logits(lm, paths: list[str], input_size: int | None = None,
+                  detail: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``logit_fake - logit_real`` of each image as is and mirrored left-right (loaded model ``lm``),
-    at ``input_size`` (default: the checkpoint's)."""
+    at ``input_size`` (default: the checkpoint's), with only ``detail`` px of detail if given."""
     import dataclasses
 
     import torch
 
-    from detector.preprocess import preprocess
-
     spec = dataclasses.replace(lm.spec, input_size=input_size) if input_size else lm.spec
     plain, mirrored = [], []
     for i in range(0, len(paths), 32):
-        x = torch.cat([preprocess(p, spec, face_crop=False).tensor for p in paths[i:i + 32]])
+        x = torch.cat([_tensor(p, spec, detail) for p in paths[i:i + 32]])
         with torch.inference_mode():
             for out, inp in ((plain, x), (mirrored, x.flip(-1))):
                 z = lm.model(inp.to(lm.device)).float().cpu()
@@ -35,7 +49,7 @@ def mirror_logits(lm, paths: list[str], input_size: int | None = None) -> tuple[
 
 
 def flip_probe(model: str, data: str, sources: list[str], per_source: int = 0, threads: int = 1,
-               input_size: int | None = None) -> dict:
+               input_size: int | None = None, detail: int | None = None) -> dict:
     """``{source: {"n", "plain", "mirrored", "averaged"}}`` val ROC AUCs for ``model``."""
     import torch
     from sklearn.metrics import roc_auc_score
@@ -48,7 +62,7 @@ def flip_probe(model: str, data: str, sources: list[str], per_source: int = 0, t
     samples = dataset.read_index(data, "val", sources)
     if per_source:
         samples = dataset.cap_per_source(samples, per_source, sources)
-    a, b = mirror_logits(lm, [str(s.path) for s in samples], input_size)
+    a, b = mirror_logits(lm, [str(s.path) for s in samples], input_size, detail)
     y = np.array([s.label for s in samples])
     src = np.array([s.source for s in samples])
     report = {}
@@ -69,11 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-source", type=int, default=0, help="cap images per source (0: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--input-size", type=int, default=None, help="score at this size (default: the checkpoint's)")
+    ap.add_argument("--detail", type=int, default=None,
+                    help="shrink each face to this size and enlarge it back before scoring (default: no)")
     args = ap.parse_args(argv)
-    if args.input_size is not None and not 16 <= args.input_size <= 1024:
-        ap.error(f"--input-size {args.input_size} must be between 16 and 1024")
-    rep = flip_probe(args.model, args.data, args.sources.split(","), args.per_source, args.threads, args.input_size)
+    for flag, v in (("--input-size", args.input_size), ("--detail", args.detail)):
+        if v is not None and not 16 <= v <= 1024:
+            ap.error(f"{flag} {v} must be between 16 and 1024")
+    rep = flip_probe(args.model, args.data, args.sources.split(","), args.per_source, args.threads, args.input_size,
+                     args.detail)
     size = f" at {args.input_size} px" if args.input_size else ""
+    size += f" with {args.detail} px of detail" if args.detail else ""
     for so, r in rep.items():
         print(f"{args.model}{size} {so} n={r['n']}: plain {r['plain']:.4f}, mirrored {r['mirrored']:.4f}, "
               f"averaged {r['averaged']:.4f}")

@@ -97,3 +97,36 @@ def test_input_size_scores_at_that_size_and_bad_sizes_are_refused(symmetric_face
     with pytest.raises(SystemExit):
         flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--input-size", "4"])
     assert "--input-size 4 must be between 16 and 1024" in capsys.readouterr().err
+
+
+def test_detail_keeps_the_input_size_but_removes_the_fine_detail(symmetric_faces, tiny_ckpt_root, use_checkpoints,
+                                                                  capsys):
+    use_checkpoints(tiny_ckpt_root)
+    import cv2
+    import torch
+
+    from detector.preprocess import finish, prepare_face
+    from detector.weights import load_model
+
+    lm = load_model("custom_cnn", "cpu")
+    paths = sorted(str(p) for p in symmetric_faces.rglob("val_*.png"))[:6]
+    size, detail = lm.spec.input_size, lm.spec.input_size // 4
+    a, _ = flip_probe.mirror_logits(lm, paths, detail=detail)
+    faces = [prepare_face(p, lm.spec, face_crop=False)[0] for p in paths]
+    blurred = [cv2.resize(cv2.resize(f, (detail, detail), interpolation=cv2.INTER_AREA), (size, size),
+                          interpolation=cv2.INTER_LINEAR) for f in faces]
+    x = torch.cat([finish(f, lm.spec)[0] for f in blurred])
+    assert x.shape[-2:] == (size, size)  # the checkpoint's own size
+    with torch.inference_mode():
+        z = lm.model(x)
+    np.testing.assert_allclose(a, (z[:, 1] - z[:, 0]).numpy(), atol=1e-5)
+    own, _ = flip_probe.mirror_logits(lm, paths)
+    assert np.abs(own - a).max() > 1e-4  # the detail really went
+    same, _ = flip_probe.mirror_logits(lm, paths, detail=size)  # shrinking to its own size is a no-op
+    np.testing.assert_allclose(same, own, atol=1e-5)
+    assert flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--per-source", "4",
+                            "--detail", str(detail)]) == 0
+    assert f"custom_cnn with {detail} px of detail gan140k n=4: plain" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--detail", "2000"])
+    assert "--detail 2000 must be between 16 and 1024" in capsys.readouterr().err
