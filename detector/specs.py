@@ -123,7 +123,8 @@ SPECS: dict[str, ModelSpec] = {
             name="densenet121",
             display_name="DenseNet-121",
             architecture="densenet121",
-            input_size=112,
+            # 160 px since stage 9 (112 px before): see README "Results" and docs/recipes_val.md.
+            input_size=160,
             mean=(0.485, 0.456, 0.406),
             std=(0.229, 0.224, 0.225),
             gradcam_layer="features.norm5",
