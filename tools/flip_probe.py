@@ -21,12 +21,12 @@ import numpy as np
 def _tensor(path: str, spec, detail: int | None):
     """The model input of one dataset crop (the inference path with ``face_crop=False``); with ``detail``,
     the resized face is shrunk to ``detail`` px and enlarged back before CLAHE and normalisation."""
-    from detector.preprocess import finish, prepare_face, preprocess, resize
+    from detector.preprocess import finish, prepare_face, resize
 
-    if not detail:
-        return preprocess(path, spec, face_crop=False).tensor
     face, _, _ = prepare_face(path, spec, face_crop=False)
-    return finish(resize(resize(face, detail), spec.input_size), spec)[0]
+    if detail:
+        face = resize(resize(face, detail), spec.input_size)
+    return finish(face, spec)[0]
 
 
 def mirror_logits(lm, paths: list[str], input_size: int | None = None,

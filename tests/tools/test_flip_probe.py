@@ -29,6 +29,15 @@ def symmetric_faces(tmp_path):
     return tmp_path
 
 
+def _check_cli(faces, capsys, flag: str, good: int, line: str, bad: int) -> None:
+    """The CLI accepts ``flag good`` and prints ``line``; it refuses ``flag bad`` as out of range."""
+    assert flip_probe.main(["--model", "custom_cnn", "--data", str(faces), "--per-source", "4", flag, str(good)]) == 0
+    assert line in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        flip_probe.main(["--model", "custom_cnn", "--data", str(faces), flag, str(bad)])
+    assert f"{flag} {bad} must be between 16 and 1024" in capsys.readouterr().err
+
+
 def test_flip_probe_reads_val_only_and_mirror_invariant_images_score_alike(symmetric_faces, tiny_ckpt_root,
                                                                            use_checkpoints, monkeypatch, capsys):
     use_checkpoints(tiny_ckpt_root)
@@ -91,12 +100,7 @@ def test_input_size_scores_at_that_size_and_bad_sizes_are_refused(symmetric_face
     np.testing.assert_allclose(a, (z[:, 1] - z[:, 0]).numpy(), atol=1e-5)
     own, _ = flip_probe.mirror_logits(lm, paths)
     assert np.abs(own - a).max() > 1e-4  # the size really changed what the model saw
-    assert flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--per-source", "4",
-                            "--input-size", str(size)]) == 0
-    assert f"custom_cnn at {size} px gan140k n=4: plain" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--input-size", "4"])
-    assert "--input-size 4 must be between 16 and 1024" in capsys.readouterr().err
+    _check_cli(symmetric_faces, capsys, "--input-size", size, f"custom_cnn at {size} px gan140k n=4: plain", 4)
 
 
 def test_detail_keeps_the_input_size_but_removes_the_fine_detail(symmetric_faces, tiny_ckpt_root, use_checkpoints,
@@ -124,9 +128,5 @@ def test_detail_keeps_the_input_size_but_removes_the_fine_detail(symmetric_faces
     assert np.abs(own - a).max() > 1e-4  # the detail really went
     same, _ = flip_probe.mirror_logits(lm, paths, detail=size)  # shrinking to its own size is a no-op
     np.testing.assert_allclose(same, own, atol=1e-5)
-    assert flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--per-source", "4",
-                            "--detail", str(detail)]) == 0
-    assert f"custom_cnn with {detail} px of detail gan140k n=4: plain" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        flip_probe.main(["--model", "custom_cnn", "--data", str(symmetric_faces), "--detail", "2000"])
-    assert "--detail 2000 must be between 16 and 1024" in capsys.readouterr().err
+    _check_cli(symmetric_faces, capsys, "--detail", detail, f"custom_cnn with {detail} px of detail gan140k n=4: plain",
+               2000)
