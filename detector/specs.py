@@ -123,8 +123,8 @@ SPECS: dict[str, ModelSpec] = {
             name="densenet121",
             display_name="DenseNet-121",
             architecture="densenet121",
-            # 160 px since stage 9 (112 px before): see README "Results" and docs/recipes_val.md.
-            input_size=160,
+            # 192 px since stage 10 (160 px in stage 9, 112 px before): see README "Results" and docs/recipes_val.md.
+            input_size=192,
             mean=(0.485, 0.456, 0.406),
             std=(0.229, 0.224, 0.225),
             gradcam_layer="features.norm5",
