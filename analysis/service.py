@@ -62,6 +62,44 @@ def compose_grid(face: Any, results: Sequence[Any]) -> Any:
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class _PackedPanel:
+    """A ``PanelResult`` as the cache holds it: the overlay as lossless PNG bytes (about half the size)."""
+
+    result: Any  #: the ``PanelResult`` with ``overlay=None``
+    overlay_png: bytes | None
+
+
+def _pack_panel(res: Any) -> _PackedPanel:
+    """``res`` with its overlay PNG-encoded for the cache (the overlays are most of a panel's bytes)."""
+    import io
+
+    from PIL import Image
+
+    png = None
+    if res.overlay is not None:
+        buf = io.BytesIO()
+        Image.fromarray(res.overlay).save(buf, format="PNG", compress_level=1)
+        png = buf.getvalue()
+    return _PackedPanel(dataclasses.replace(res, overlay=None), png)
+
+
+def _unpack_panel(packed: Any) -> Any:
+    """The ``PanelResult`` back from :func:`_pack_panel` (pixel-identical overlay)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if not isinstance(packed, _PackedPanel):
+        return packed
+    if packed.overlay_png is None:
+        return packed.result
+    with Image.open(io.BytesIO(packed.overlay_png)) as im:
+        overlay = np.asarray(im.convert("RGB"))
+    return dataclasses.replace(packed.result, overlay=overlay)
+
+
 def cached_panel(cache: ResultCache, image_sha: str, pred: Any, loaded: Any, methods: Sequence[str],
                  params: Mapping[str, Mapping[str, Any]] | None = None, face_crop: bool = True,
                  faithfulness: bool = True, preview_first: bool = False,
@@ -73,7 +111,8 @@ def cached_panel(cache: ResultCache, image_sha: str, pred: Any, loaded: Any, met
     ``Prediction`` (its ``input.tensor`` and CLAHE ``face`` are explained), ``loaded`` the
     ``LoadedModel`` (its spec and weights source are part of the cache key) and ``run_on``
     the ``LoadedModel`` to compute on (default ``loaded``; the service passes a private
-    copy). Failed methods and previews (``pending``) are yielded but not cached.
+    copy). Failed methods and previews (``pending``) are yielded but not cached; the cache holds
+    each overlay as PNG bytes (lossless, about half the size of the array) and decodes it on a hit.
     """
     from explainers.panel import iter_panel
 
@@ -87,7 +126,7 @@ def cached_panel(cache: ResultCache, image_sha: str, pred: Any, loaded: Any, met
     for m in methods:
         hit = cache.get(keys[m])
         if hit is not None:
-            yield hit, True
+            yield _unpack_panel(hit), True
         else:
             todo.append(m)
     if not todo:
@@ -98,7 +137,7 @@ def cached_panel(cache: ResultCache, image_sha: str, pred: Any, loaded: Any, met
                           params={m: params[m] for m in todo}, faithfulness=faithfulness,
                           preview_first=preview_first, temperature=float(getattr(twin, "temperature", 1.0))):
         if res.error is None and not res.pending and res.method in keys:
-            cache.put(keys[res.method], res)
+            cache.put(keys[res.method], _pack_panel(res))
         yield res, False
 
 

@@ -323,6 +323,28 @@ def test_panel_preview_first_map_then_its_faithfulness(trained, face):
     assert again == [(False, True, True)]
 
 
+def test_cached_panel_stores_overlays_compressed_and_returns_them_unchanged(trained, face):
+    """A cache hit gives back the very overlay that was computed, while the cache holds less than the raw array."""
+    from types import SimpleNamespace
+
+    from analysis import cached_panel
+    from detector.weights import LoadedModel
+    from explainers.cache import ResultCache, estimate_nbytes
+
+    spec = get_spec("custom_cnn")
+    pred = SimpleNamespace(label="fake", target=1, input=SimpleNamespace(tensor=trained.x1[:1], face=face))
+    loaded = LoadedModel(trained.model, spec, {}, "test", "cpu")
+    cache = ResultCache()
+    (fresh, was_cached), = list(cached_panel(cache, "sha", pred, loaded, ["gradcam"]))
+    (hit, hit_cached), = list(cached_panel(cache, "sha", pred, loaded, ["gradcam"]))
+    assert (was_cached, hit_cached) == (False, True)
+    assert hit.overlay is not fresh.overlay and hit.overlay.dtype == np.uint8
+    np.testing.assert_array_equal(hit.overlay, fresh.overlay)
+    np.testing.assert_array_equal(hit.attribution.map, fresh.attribution.map)
+    assert hit.faithfulness == fresh.faithfulness
+    assert cache.nbytes < estimate_nbytes(fresh)
+
+
 # --------------------------------------------------------------------------- faithfulness / rendering
 
 def test_deletion_insertion(trained):
