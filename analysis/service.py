@@ -72,27 +72,19 @@ class _PackedPanel:
 
 def _pack_panel(res: Any) -> _PackedPanel:
     """``res`` with its overlay PNG-encoded for the cache (the overlays are most of a panel's bytes)."""
-    import io
+    from explainers.report import png_bytes
 
-    from PIL import Image
-
-    png = None
-    if res.overlay is not None:
-        buf = io.BytesIO()
-        Image.fromarray(res.overlay).save(buf, format="PNG", compress_level=1)
-        png = buf.getvalue()
+    png = None if res.overlay is None else png_bytes(res.overlay, compress_level=1)
     return _PackedPanel(dataclasses.replace(res, overlay=None), png)
 
 
-def _unpack_panel(packed: Any) -> Any:
+def _unpack_panel(packed: _PackedPanel) -> Any:
     """The ``PanelResult`` back from :func:`_pack_panel` (pixel-identical overlay)."""
     import io
 
     import numpy as np
     from PIL import Image
 
-    if not isinstance(packed, _PackedPanel):
-        return packed
     if packed.overlay_png is None:
         return packed.result
     with Image.open(io.BytesIO(packed.overlay_png)) as im:

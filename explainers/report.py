@@ -46,15 +46,15 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """PNG encoding of a uint8 RGB/grey image."""
+def png_bytes(image: np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG encoding of a uint8 RGB/grey image (``compress_level`` 0-9: PIL's; 6 is its default)."""
     from PIL import Image
 
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 
